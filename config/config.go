@@ -1,0 +1,107 @@
+// Package config holds tusgate's settings and loads them from command-line
+// flags, TUSGATE_* environment variables and an optional YAML file, in that
+// order of precedence, reporting every problem at once before anything starts.
+package config
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is tusgate's complete configuration. Every field has a flag of the
+// same name in kebab case (see Flags), an environment variable TUSGATE_<FLAG>
+// and a key <flag> in the YAML file.
+type Config struct {
+	// ConfigFile is the YAML file the settings were (also) read from.
+	ConfigFile string
+
+	// Listen is the host:port of the upload listener.
+	Listen string
+	// BasePath is the URL path under which uploads live, with leading and
+	// trailing slash, e.g. "/files/".
+	BasePath string
+	// DataDir holds uploads when no S3 bucket is set, and local state.
+	DataDir string
+	// MaxSize is the largest upload accepted, in bytes.
+	MaxSize int64
+	// MaxMetadataSize is the largest Upload-Metadata header accepted, in bytes.
+	MaxMetadataSize int64
+	// CORSOrigins are the browser origins allowed to upload ("*" for any).
+	CORSOrigins []string
+	// BehindProxy trusts X-Forwarded-* / Forwarded headers for upload URLs.
+	BehindProxy bool
+	// TLSCert and TLSKey, when both set, make the listener serve HTTPS.
+	TLSCert, TLSKey string
+	// MetricsListen, when set, serves /metrics on this separate host:port
+	// (and not on Listen).
+	MetricsListen string
+	// DisableDownload refuses GET on uploads.
+	DisableDownload bool
+	// IETFDraft accepts the IETF resumable-upload draft next to tus 1.0.
+	IETFDraft bool
+	// LogFormat is "text" or "json".
+	LogFormat string
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// ShutdownTimeout is the whole budget for a graceful stop.
+	ShutdownTimeout time.Duration
+	// NetworkTimeout bounds each read of a request body and idle connections.
+	NetworkTimeout time.Duration
+
+	// InsecureNoAuth accepts uploads from anyone. For trusted networks only.
+	InsecureNoAuth bool
+
+	// S3 configures the S3 store; an empty Bucket selects the disk store.
+	S3 S3
+}
+
+// S3 configures the S3 store. Credentials never come from here, only from
+// the AWS SDK's default chain.
+type S3 struct {
+	Bucket   string
+	Endpoint string
+	Region   string
+	// PathStyle forces path-style addressing (bucket in the path). It is
+	// implied when a custom endpoint is configured.
+	PathStyle             bool
+	ObjectPrefix          string
+	PartSize              int64
+	MinPartSize           int64
+	MaxBufferedParts      int
+	ConcurrentPartUploads int
+	// TempDir holds parts on their way to S3; empty means DataDir/s3-tmp.
+	TempDir string
+}
+
+// Size constants for the defaults and validation.
+const (
+	KiB int64 = 1 << 10
+	MiB int64 = 1 << 20
+	GiB int64 = 1 << 30
+	TiB int64 = 1 << 40
+)
+
+// Default returns the configuration a newcomer gets with no settings at all.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		BasePath:        "/files/",
+		DataDir:         "./data",
+		MaxSize:         5 * TiB,
+		MaxMetadataSize: 4 * KiB,
+		IETFDraft:       true,
+		LogFormat:       "text",
+		LogLevel:        slog.LevelInfo,
+		ShutdownTimeout: 25 * time.Second,
+		NetworkTimeout:  60 * time.Second,
+		S3: S3{
+			PartSize:              50 * MiB,
+			MinPartSize:           5 * MiB,
+			MaxBufferedParts:      20,
+			ConcurrentPartUploads: 10,
+		},
+	}
+}
+
+// UsesS3 reports whether uploads go to S3 rather than to the data dir.
+func (c *Config) UsesS3() bool { return c.S3.Bucket != "" }

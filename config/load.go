@@ -1,0 +1,251 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix is the prefix of every environment variable tusgate reads.
+const EnvPrefix = "TUSGATE_"
+
+// Problems lists every configuration mistake found, each a sentence the user
+// can act on.
+type Problems []string
+
+func (p Problems) Error() string {
+	if len(p) == 1 {
+		return "invalid configuration: " + p[0]
+	}
+	return "invalid configuration:\n  - " + strings.Join(p, "\n  - ")
+}
+
+// EnvName returns the environment variable that sets the named flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Flags registers every setting on a new flag set bound to cfg. The flag
+// set's defaults are cfg's current values.
+func Flags(cfg *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("tusgate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile, "YAML `file` with settings (keys are flag names)")
+
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`host:port` to serve uploads on")
+	fs.StringVar(&cfg.BasePath, "base-path", cfg.BasePath, "URL `path` under which uploads live")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for uploads (without S3) and local state")
+	fs.Var(sizeValue{&cfg.MaxSize}, "max-size", "largest upload accepted (`size`, e.g. 5TiB)")
+	fs.Var(sizeValue{&cfg.MaxMetadataSize}, "max-metadata-size", "largest Upload-Metadata header accepted (`size`)")
+	fs.Var(&listValue{p: &cfg.CORSOrigins}, "cors-origins", "comma-separated browser `origins` allowed to upload, or *")
+	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", cfg.BehindProxy, "trust X-Forwarded-Host/-Proto and Forwarded headers")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate `file` to serve HTTPS (with --tls-key)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key `file` to serve HTTPS (with --tls-cert)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "separate `host:port` for /metrics (default: on --listen)")
+	fs.BoolVar(&cfg.DisableDownload, "disable-download", cfg.DisableDownload, "refuse GET requests for uploads")
+	fs.BoolVar(&cfg.IETFDraft, "ietf-draft", cfg.IETFDraft, "also accept the IETF resumable-upload draft protocol")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
+	fs.TextVar(&cfg.LogLevel, "log-level", &cfg.LogLevel, "minimum log `level`: debug, info, warn, error")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "total `duration` a graceful stop may take")
+	fs.DurationVar(&cfg.NetworkTimeout, "network-timeout", cfg.NetworkTimeout, "`duration` a request body may stall before the connection is dropped")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", cfg.InsecureNoAuth, "accept uploads without authentication (trusted networks only)")
+
+	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", cfg.S3.Bucket, "S3 `bucket` for uploads (empty: store in --data-dir)")
+	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", cfg.S3.Endpoint, "S3 endpoint `URL` for MinIO, R2, … (also AWS_ENDPOINT_URL_S3)")
+	fs.StringVar(&cfg.S3.Region, "s3-region", cfg.S3.Region, "S3 `region` (default: the AWS chain; us-east-1 with a custom endpoint)")
+	fs.BoolVar(&cfg.S3.PathStyle, "s3-path-style", cfg.S3.PathStyle, "path-style S3 addressing (implied by a custom endpoint)")
+	fs.StringVar(&cfg.S3.ObjectPrefix, "s3-object-prefix", cfg.S3.ObjectPrefix, "key `prefix` for every object tusgate writes")
+	fs.Var(sizeValue{&cfg.S3.PartSize}, "s3-part-size", "preferred S3 part `size`")
+	fs.Var(sizeValue{&cfg.S3.MinPartSize}, "s3-min-part-size", "smallest S3 part `size` (AWS: 5MiB; R2: set equal to --s3-part-size)")
+	fs.IntVar(&cfg.S3.MaxBufferedParts, "s3-max-buffered-parts", cfg.S3.MaxBufferedParts, "parts buffered on disk per upload while S3 is busy")
+	fs.IntVar(&cfg.S3.ConcurrentPartUploads, "s3-concurrent-part-uploads", cfg.S3.ConcurrentPartUploads, "part uploads to S3 running at once, server-wide")
+	fs.StringVar(&cfg.S3.TempDir, "s3-temp-dir", cfg.S3.TempDir, "`directory` for parts on their way to S3 (default: <data-dir>/s3-tmp)")
+	return fs
+}
+
+// Load builds the configuration from args (without the program name), the
+// environment (through lookupEnv) and the YAML file named by --config or
+// TUSGATE_CONFIG. Precedence: flag > environment > file > default. The
+// returned error is flag.ErrHelp for -h/--help, or Problems listing every
+// mistake found.
+func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg := Default()
+	fs := Flags(&cfg)
+	fromFlag, problems, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+
+	fromEnv := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if fromFlag[f.Name] {
+			return
+		}
+		v, ok := lookupEnv(EnvName(f.Name))
+		if !ok {
+			return
+		}
+		fromEnv[f.Name] = true
+		if err := fs.Set(f.Name, v); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", EnvName(f.Name), err))
+		}
+	})
+
+	if cfg.ConfigFile != "" {
+		problems = append(problems, applyFile(fs, cfg.ConfigFile, func(name string) bool {
+			return fromFlag[name] || fromEnv[name]
+		})...)
+	}
+
+	problems = append(problems, cfg.Validate()...)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return &cfg, nil
+}
+
+// parseArgs sets the flags named in args, collecting every bad value rather
+// than stopping at the first as flag.FlagSet.Parse does. It accepts -name,
+// --name, --name=value and --name value (not for booleans).
+func parseArgs(fs *flag.FlagSet, args []string) (map[string]bool, Problems, error) {
+	set := map[string]bool{}
+	var problems Problems
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			if i+1 < len(args) {
+				problems = append(problems, fmt.Sprintf("unexpected argument %q (see tusgate --help)", args[i+1]))
+			}
+			break
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			problems = append(problems, fmt.Sprintf("unexpected argument %q: settings are flags like --listen=:8080 (see tusgate --help)", arg))
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"), "=")
+		if name == "h" || name == "help" {
+			return nil, nil, flag.ErrHelp
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			problems = append(problems, fmt.Sprintf("unknown flag --%s (see tusgate --help)", name))
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			if !hasValue {
+				value = "true"
+			}
+		} else if !hasValue {
+			if i+1 >= len(args) {
+				problems = append(problems, fmt.Sprintf("--%s needs a value", name))
+				continue
+			}
+			i++
+			value = args[i]
+		}
+		set[name] = true
+		if err := fs.Set(name, value); err != nil {
+			problems = append(problems, fmt.Sprintf("--%s: %v", name, err))
+		}
+	}
+	return set, problems, nil
+}
+
+// applyFile sets every flag named in the YAML file that was not already set
+// by a flag or the environment.
+func applyFile(fs *flag.FlagSet, path string, alreadySet func(string) bool) Problems {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Problems{fmt.Sprintf("--config: cannot read %s: %v", path, errors.Unwrap(err))}
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Problems{fmt.Sprintf("--config %s: not valid YAML: %v", path, err)}
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+
+	var problems Problems
+	for _, key := range keys {
+		f := fs.Lookup(key)
+		switch {
+		case f == nil:
+			problems = append(problems, fmt.Sprintf("--config %s: unknown setting %q (keys are flag names, e.g. s3-bucket)", path, key))
+			continue
+		case key == "config":
+			problems = append(problems, fmt.Sprintf("--config %s: a config file cannot name another config file", path))
+			continue
+		case alreadySet(key):
+			continue
+		}
+		value, err := yamlScalar(doc[key])
+		if err == nil {
+			err = fs.Set(key, value)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("--config %s: %s: %v", path, key, err))
+		}
+	}
+	return problems
+}
+
+// yamlScalar turns a YAML value into the string form its flag parses.
+func yamlScalar(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case []any:
+		items := make([]string, 0, len(x))
+		for _, item := range x {
+			s, err := yamlScalar(item)
+			if err != nil {
+				return "", err
+			}
+			items = append(items, s)
+		}
+		return strings.Join(items, ","), nil
+	case nil:
+		return "", nil
+	default:
+		return "", fmt.Errorf("expected a string, number, boolean or list, got %T", v)
+	}
+}
+
+// Usage writes the flag reference to w.
+func Usage(w io.Writer) {
+	cfg := Default()
+	fs := Flags(&cfg)
+	fmt.Fprintf(w, `tusgate: resumable uploads (tus) into S3 or a local directory.
+
+Usage:
+  tusgate [flags]        serve uploads
+  tusgate version        print the version
+  tusgate healthcheck    exit 0 if the server on --listen answers /healthz
+
+Every flag can also be set in the environment as TUSGATE_<FLAG> (e.g.
+TUSGATE_S3_BUCKET) or in the YAML file given by --config (key: flag name).
+Precedence: flag > environment > file > default. S3 credentials come only
+from the AWS SDK's chain (AWS_ACCESS_KEY_ID, profiles, roles).
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}

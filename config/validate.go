@@ -1,0 +1,150 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Limits S3 imposes on multipart uploads.
+const (
+	s3MinPartSize = 5 * MiB
+	s3MaxPartSize = 5 * GiB
+	s3MaxObject   = 5 * TiB
+)
+
+// reservedPaths are served by tusgate itself and cannot hold uploads.
+var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/dev/"}
+
+// Validate checks the settings, normalises a few (base path slashes) and
+// returns every problem found.
+func (c *Config) Validate() Problems {
+	var p Problems
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if err := checkHostPort(c.Listen); err != nil {
+		add("--listen %q: %v; write host:port, e.g. 127.0.0.1:8080 or :8080", c.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		if err := checkHostPort(c.MetricsListen); err != nil {
+			add("--metrics-listen %q: %v; write host:port, e.g. 127.0.0.1:9090", c.MetricsListen, err)
+		}
+	}
+
+	bp := "/" + strings.Trim(c.BasePath, "/") + "/"
+	switch {
+	case bp == "//":
+		add("--base-path must not be /: tusgate serves /healthz, /readyz and its pages there; use e.g. /files/")
+	case strings.ContainsAny(bp, "?#% \\") || strings.Contains(bp, "//") || strings.Contains(bp, "/../") || strings.Contains(bp, "/./"):
+		add("--base-path %q must be a plain URL path such as /files/", c.BasePath)
+	default:
+		for _, r := range reservedPaths {
+			if strings.HasPrefix(bp, r) || strings.HasPrefix(r, bp) {
+				add("--base-path %q collides with tusgate's own %s; use e.g. /files/", c.BasePath, r)
+				break
+			}
+		}
+		c.BasePath = bp
+	}
+
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("--data-dir must not be empty")
+	}
+	if c.MaxSize <= 0 {
+		add("--max-size must be positive, e.g. 5TiB")
+	}
+	if c.UsesS3() && c.MaxSize > s3MaxObject {
+		add("--max-size %s exceeds S3's largest object (5TiB)", FormatSize(c.MaxSize))
+	}
+	if c.MaxMetadataSize <= 0 || c.MaxMetadataSize > 64*KiB {
+		add("--max-metadata-size must be between 1 and 64KiB (default 4KiB)")
+	}
+	for _, o := range c.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			add("--cors-origins: %q %v; write origins like https://app.example.com or *", o, err)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		add("--tls-cert and --tls-key go together: set both to serve HTTPS, or neither")
+	} else if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			add("--tls-cert/--tls-key: cannot load the key pair: %v", err)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("--log-format %q: use text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout < time.Second {
+		add("--shutdown-timeout %v is too short; give at least 1s (default 25s)", c.ShutdownTimeout)
+	}
+	if c.NetworkTimeout < time.Second {
+		add("--network-timeout %v is too short; give at least 1s (default 60s)", c.NetworkTimeout)
+	}
+
+	if !c.InsecureNoAuth {
+		add("no authentication configured: tusgate refuses to accept uploads from anyone; " +
+			"pass --insecure-no-auth to run without authentication on a trusted network")
+	}
+
+	if c.UsesS3() {
+		p = append(p, c.S3.validate()...)
+	}
+	return p
+}
+
+func (s *S3) validate() Problems {
+	var p Problems
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if s.Endpoint != "" {
+		if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("--s3-endpoint %q must be a URL such as https://s3.example.com or http://127.0.0.1:9000", s.Endpoint)
+		}
+	}
+	if s.MinPartSize < s3MinPartSize {
+		add("--s3-min-part-size %s is below S3's minimum part size of 5MiB", FormatSize(s.MinPartSize))
+	}
+	if s.PartSize < s.MinPartSize {
+		add("--s3-part-size %s is smaller than --s3-min-part-size %s", FormatSize(s.PartSize), FormatSize(s.MinPartSize))
+	}
+	if s.PartSize > s3MaxPartSize {
+		add("--s3-part-size %s exceeds S3's largest part of 5GiB", FormatSize(s.PartSize))
+	}
+	if s.MaxBufferedParts < 1 {
+		add("--s3-max-buffered-parts must be at least 1 (default 20)")
+	}
+	if s.ConcurrentPartUploads < 1 {
+		add("--s3-concurrent-part-uploads must be at least 1 (default 10)")
+	}
+	if strings.HasPrefix(s.ObjectPrefix, "/") || strings.Contains(s.ObjectPrefix, "..") {
+		add("--s3-object-prefix %q must not start with / or contain ..", s.ObjectPrefix)
+	}
+	return p
+}
+
+func checkHostPort(hp string) error {
+	_, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return fmt.Errorf("not host:port")
+	}
+	if port == "" {
+		return fmt.Errorf("missing port")
+	}
+	return nil
+}
+
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("is not an origin")
+	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("must be scheme://host[:port] with no path")
+	}
+	return nil
+}

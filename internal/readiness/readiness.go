@@ -1,0 +1,146 @@
+// Package readiness tracks whether tusgate's dependencies answer, probing
+// them in the background, and serves the result as /readyz.
+package readiness
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Probe checks one dependency; a nil error means it is usable.
+type Probe func(ctx context.Context) error
+
+// Checker holds the state of every registered dependency.
+type Checker struct {
+	log *slog.Logger
+
+	mu           sync.Mutex
+	names        []string
+	probes       map[string]Probe
+	errs         map[string]error
+	shuttingDown bool
+}
+
+// New returns a Checker with no dependencies; it is ready until one is added.
+func New(log *slog.Logger) *Checker {
+	return &Checker{log: log, probes: map[string]Probe{}, errs: map[string]error{}}
+}
+
+// errNotChecked is the state of a dependency before its first probe.
+var errNotChecked = fmt.Errorf("not checked yet")
+
+// Add registers a dependency. initial is its state until the first
+// background probe (nil: ready). Call before Run.
+func (c *Checker) Add(name string, probe Probe, initial error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names = append(c.names, name)
+	c.probes[name] = probe
+	c.errs[name] = initial
+}
+
+// Set records a dependency's state as observed elsewhere.
+func (c *Checker) Set(name string, err error) {
+	c.mu.Lock()
+	prev, known := c.errs[name]
+	c.errs[name] = err
+	c.mu.Unlock()
+	switch {
+	case !known:
+	case err != nil && (prev == nil || prev.Error() != err.Error()):
+		c.log.Warn("dependency not ready", "dependency", name, "reason", err.Error())
+	case err == nil && prev != nil:
+		c.log.Info("dependency ready", "dependency", name)
+	}
+}
+
+// Run probes every dependency until ctx ends: every interval while it is
+// ready, and with backoff from one second up to interval while it is not.
+func (c *Checker) Run(ctx context.Context, interval time.Duration) {
+	c.mu.Lock()
+	names := append([]string(nil), c.names...)
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Go(func() { c.loop(ctx, name, interval) })
+	}
+	wg.Wait()
+}
+
+func (c *Checker) loop(ctx context.Context, name string, interval time.Duration) {
+	c.mu.Lock()
+	probe, err := c.probes[name], c.errs[name]
+	c.mu.Unlock()
+	backoff := time.Second
+	for {
+		wait := interval
+		if err != nil {
+			wait = backoff
+			backoff = min(backoff*2, interval)
+		} else {
+			backoff = time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, min(interval, 10*time.Second))
+		err = probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		c.Set(name, err)
+	}
+}
+
+// SetShuttingDown makes the checker report not ready from now on.
+func (c *Checker) SetShuttingDown() {
+	c.mu.Lock()
+	c.shuttingDown = true
+	c.mu.Unlock()
+}
+
+// Status reports whether everything is ready, and if not, why, in one line.
+func (c *Checker) Status() (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shuttingDown {
+		return false, "shutting down"
+	}
+	for _, name := range c.names {
+		if err := c.errs[name]; err != nil {
+			return false, name + ": " + err.Error()
+		}
+	}
+	return true, "ok"
+}
+
+// Err returns the named dependency's last known error.
+func (c *Checker) Err(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.errs[name]
+}
+
+// ServeHTTP answers 200 "ok" when ready and 503 with the reason otherwise.
+func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ok, reason := c.Status()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintln(w, reason)
+}
+
+// NotChecked is the initial state for a dependency not probed yet.
+func NotChecked() error { return errNotChecked }

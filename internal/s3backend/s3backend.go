@@ -1,0 +1,196 @@
+// Package s3backend connects tusd's s3store to an S3-compatible server:
+// it builds the AWS SDK client from tusgate's settings and the SDK's default
+// credential chain, tells a misconfiguration from an outage at start-up, and
+// manages the temporary directory where parts wait for S3.
+package s3backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/s3store"
+
+	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/metadata"
+)
+
+// Backend is a configured S3 client and store.
+type Backend struct {
+	Client   *s3.Client
+	Store    s3store.S3Store
+	Bucket   string
+	Endpoint string // for messages; "" means AWS's own
+	TempDir  *TempDir
+}
+
+// MisconfigError is a start-up failure that retrying cannot fix; the message
+// names the setting to change.
+type MisconfigError struct{ Msg string }
+
+func (e *MisconfigError) Error() string { return e.Msg }
+
+// New builds the S3 client and store from cfg. lookupEnv reads the
+// environment (for AWS_ENDPOINT_URL_S3 and friends, which the SDK also reads).
+func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*Backend, error) {
+	s := cfg.S3
+	var opts []func(*awsconfig.LoadOptions) error
+	if s.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(s.Region))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, &MisconfigError{fmt.Sprintf("AWS configuration: %v (check AWS_* environment variables, AWS_CA_BUNDLE and ~/.aws/config)", err)}
+	}
+
+	endpoint := s.Endpoint
+	if endpoint == "" {
+		endpoint = firstEnv(lookupEnv, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+	}
+	if awsCfg.Region == "" {
+		if endpoint == "" {
+			return nil, &MisconfigError{"no AWS region: set --s3-region (TUSGATE_S3_REGION) or AWS_REGION to the bucket's region"}
+		}
+		awsCfg.Region = "us-east-1"
+	}
+
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if s.Endpoint != "" {
+			o.BaseEndpoint = aws.String(s.Endpoint)
+		}
+		// Custom endpoints (MinIO, versitygw, R2 …) rarely have wildcard DNS
+		// for virtual-hosted buckets, so they get path-style addressing.
+		o.UsePathStyle = s.PathStyle || endpoint != ""
+	})
+
+	tmp, err := OpenTempDir(tempDirOf(cfg), log)
+	if err != nil {
+		return nil, err
+	}
+
+	store := s3store.New(s.Bucket, metadataFilter{client})
+	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
+	store.PreferredPartSize = s.PartSize
+	store.MinPartSize = s.MinPartSize
+	store.MaxBufferedParts = int64(s.MaxBufferedParts)
+	store.TemporaryDirectory = tmp.Path
+	store.SetConcurrentPartUploads(s.ConcurrentPartUploads)
+
+	return &Backend{Client: client, Store: store, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
+}
+
+func tempDirOf(cfg *config.Config) string {
+	if cfg.S3.TempDir != "" {
+		return cfg.S3.TempDir
+	}
+	return cfg.DataDir + string(os.PathSeparator) + "s3-tmp"
+}
+
+func firstEnv(lookupEnv func(string) (string, bool), names ...string) string {
+	for _, n := range names {
+		if v, ok := lookupEnv(n); ok && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Check asks S3 whether the bucket is usable (HeadBucket). It returns a
+// *MisconfigError for answers retrying cannot fix (no such bucket, access
+// denied, no credentials, wrong region) and a plain error for outages.
+func (b *Backend) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := b.Client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b.Bucket)})
+	if err == nil {
+		return nil
+	}
+	where := "AWS S3"
+	if b.Endpoint != "" {
+		where = b.Endpoint
+	}
+	if isCredentialsError(err) {
+		return &MisconfigError{fmt.Sprintf("no usable AWS credentials for S3: %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role", rootCause(err))}
+	}
+	switch status := httpStatus(err); status {
+	case http.StatusNotFound:
+		return &MisconfigError{fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
+	case http.StatusForbidden, http.StatusUnauthorized:
+		return &MisconfigError{fmt.Sprintf("%s refused access to --s3-bucket %q (HTTP %d): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and that the IAM policy allows s3:ListBucket on the bucket and object access under it (see README, \"S3 set-up\")", where, b.Bucket, status)}
+	case http.StatusMovedPermanently, http.StatusBadRequest:
+		return &MisconfigError{fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
+	}
+	return fmt.Errorf("S3 at %s is unreachable or failing: %s", where, rootCause(err))
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func isCredentialsError(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return false // S3 answered: credentials were found
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "failed to retrieve credentials") ||
+		strings.Contains(msg, "failed to refresh cached credentials") ||
+		strings.Contains(msg, "no EC2 IMDS role found")
+}
+
+// rootCause returns the innermost error message, which is the readable one
+// in the SDK's long chains of wrapping.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// metadataFilter passes every S3 call through unchanged except that a new
+// upload's user metadata is cut to what S3 stores (printable ASCII, 2 KiB);
+// the full metadata stays in tusd's .info object.
+type metadataFilter struct{ *s3.Client }
+
+func (m metadataFilter) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	in.Metadata = metadata.ForS3(in.Metadata)
+	return m.Client.CreateMultipartUpload(ctx, in, opts...)
+}
+
+// Assembled reports whether a complete upload's final object exists, that is
+// whether S3 completed its multipart upload. tusd answers a PATCH or HEAD
+// for an upload whose bytes are all in S3 as finished without asking, so an
+// upload whose CompleteMultipartUpload failed would never be assembled; the
+// safestore asks here and finishes it.
+func (b *Backend) Assembled(ctx context.Context, info handler.FileInfo) (bool, error) {
+	key := info.Storage["Key"]
+	if key == "" {
+		return true, nil
+	}
+	_, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key)})
+	if err == nil {
+		return true, nil
+	}
+	if httpStatus(err) == http.StatusNotFound {
+		return false, nil
+	}
+	return false, err
+}

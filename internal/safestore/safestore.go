@@ -1,0 +1,237 @@
+// Package safestore wraps the storage behind tusd's handler so that
+//
+//   - every upload ID tusd resolves (from a URL path or an Upload-Concat
+//     header) is checked before it reaches the store;
+//   - a failure of the storage backend becomes a retryable 503 with
+//     Retry-After and a short message, never a 500 carrying raw S3 text
+//     (the raw error is logged instead);
+//   - an upload whose bytes are all stored but which the backend never
+//     assembled (a failed S3 CompleteMultipartUpload) is finished on the next
+//     request that looks at it, since tusd itself would answer "complete".
+//
+// tusd's StoreComposer exposes the store's optional capabilities as separate
+// interfaces that type-assert their own upload type, so the wrapper unwraps
+// uploads before handing them back to the inner store.
+package safestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// ErrStorageUnavailable answers requests while the storage backend fails.
+// tus clients retry 5xx on PATCH and POST; the HEAD guard turns it into 423
+// for HEAD, the only status tus-js-client retries there without starting over.
+var ErrStorageUnavailable = handler.Error{
+	ErrorCode: "ERR_STORAGE_UNAVAILABLE",
+	Message:   "the storage backend is temporarily unavailable; retry later",
+	HTTPResponse: handler.HTTPResponse{
+		StatusCode: http.StatusServiceUnavailable,
+		Body:       "ERR_STORAGE_UNAVAILABLE: the storage backend is temporarily unavailable; retry later\n",
+		Header: handler.HTTPHeader{
+			"Content-Type": "text/plain; charset=utf-8",
+			"Retry-After":  "5",
+		},
+	},
+}
+
+// AssemblyChecker reports whether a complete upload was assembled by the
+// backend. Stores that assemble on FinishUpload (S3) provide one.
+type AssemblyChecker interface {
+	Assembled(ctx context.Context, info handler.FileInfo) (bool, error)
+}
+
+// Options configure Wrap.
+type Options struct {
+	Log *slog.Logger
+	// Assembly, if set, is asked about complete uploads; see the package doc.
+	Assembly AssemblyChecker
+	// OnFailure, if set, is told about every backend failure (nil error:
+	// success after a failure is not reported).
+	OnFailure func(error)
+}
+
+type store struct {
+	inner *handler.StoreComposer
+	opt   Options
+}
+
+// Wrap returns a composer with the same capabilities as inner whose store
+// calls go through the checks described in the package documentation. The
+// locker is passed through unchanged.
+func Wrap(inner *handler.StoreComposer, opt Options) *handler.StoreComposer {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	s := &store{inner: inner, opt: opt}
+	c := handler.NewStoreComposer()
+	c.UseCore(s)
+	if inner.UsesTerminater {
+		c.UseTerminater(s)
+	}
+	if inner.UsesConcater {
+		c.UseConcater(s)
+	}
+	if inner.UsesLengthDeferrer {
+		c.UseLengthDeferrer(s)
+	}
+	if inner.UsesContentServer {
+		c.UseContentServer(s)
+	}
+	if inner.UsesLocker {
+		c.UseLocker(inner.Locker)
+	}
+	return c
+}
+
+// validID accepts what tusd itself allows in IDs (RFC 3986 path
+// characters), but no empty, "." or ".." segments and no backslashes, so
+// that no ID can address anything outside the store's own namespace.
+var validIDChars = regexp.MustCompile(`^[A-Za-z0-9\-._~!$'()*+,;=/:@]{1,512}$`)
+
+// ValidID reports whether id is an upload ID the store may be asked about.
+func ValidID(id string) bool {
+	if !validIDChars.MatchString(id) {
+		return false
+	}
+	for seg := range strings.SplitSeq(id, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// fail maps a backend error to what the client should see.
+func (s *store) fail(ctx context.Context, op, id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var tusErr handler.Error
+	if errors.As(err, &tusErr) {
+		return err
+	}
+	s.opt.Log.ErrorContext(ctx, "storage backend failed", "op", op, "id", id, "error", err.Error())
+	if s.opt.OnFailure != nil {
+		s.opt.OnFailure(err)
+	}
+	return ErrStorageUnavailable
+}
+
+func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	if info.ID != "" && !ValidID(info.ID) {
+		return nil, fmt.Errorf("safestore: refusing invalid upload ID %q", info.ID)
+	}
+	up, err := s.inner.Core.NewUpload(ctx, info)
+	if err != nil {
+		return nil, s.fail(ctx, "create", info.ID, err)
+	}
+	return &upload{s: s, inner: up}, nil
+}
+
+func (s *store) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	if !ValidID(id) {
+		return nil, handler.ErrNotFound
+	}
+	up, err := s.inner.Core.GetUpload(ctx, id)
+	if err != nil {
+		return nil, s.fail(ctx, "get", id, err)
+	}
+	return &upload{s: s, inner: up, id: id}, nil
+}
+
+func (s *store) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
+	return u.(*upload)
+}
+
+func (s *store) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
+	return u.(*upload)
+}
+
+func (s *store) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return u.(*upload)
+}
+
+func (s *store) AsServableUpload(u handler.Upload) handler.ServableUpload {
+	return u.(*upload)
+}
+
+// upload wraps one upload of the inner store.
+type upload struct {
+	s     *store
+	inner handler.Upload
+	id    string
+}
+
+func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	n, err := u.inner.WriteChunk(ctx, offset, src)
+	return n, u.s.fail(ctx, "write", u.id, err)
+}
+
+func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
+	info, err := u.inner.GetInfo(ctx)
+	if err != nil {
+		return info, u.s.fail(ctx, "info", u.id, err)
+	}
+	if u.id == "" {
+		u.id = info.ID
+	}
+	if a := u.s.opt.Assembly; a != nil && !info.SizeIsDeferred && info.Offset == info.Size && !info.IsFinal {
+		done, err := a.Assembled(ctx, info)
+		if err != nil {
+			return info, u.s.fail(ctx, "check assembly", u.id, err)
+		}
+		if !done {
+			u.s.opt.Log.WarnContext(ctx, "finishing an upload whose assembly failed earlier", "id", u.id)
+			if err := u.inner.FinishUpload(ctx); err != nil {
+				return info, u.s.fail(ctx, "finish", u.id, err)
+			}
+		}
+	}
+	return info, nil
+}
+
+func (u *upload) GetReader(ctx context.Context) (io.ReadCloser, error) {
+	r, err := u.inner.GetReader(ctx)
+	return r, u.s.fail(ctx, "read", u.id, err)
+}
+
+func (u *upload) FinishUpload(ctx context.Context) error {
+	return u.s.fail(ctx, "finish", u.id, u.inner.FinishUpload(ctx))
+}
+
+func (u *upload) Terminate(ctx context.Context) error {
+	err := u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx)
+	return u.s.fail(ctx, "terminate", u.id, err)
+}
+
+func (u *upload) DeclareLength(ctx context.Context, length int64) error {
+	err := u.s.inner.LengthDeferrer.AsLengthDeclarableUpload(u.inner).DeclareLength(ctx, length)
+	return u.s.fail(ctx, "declare length", u.id, err)
+}
+
+func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	inner := make([]handler.Upload, len(partials))
+	for i, p := range partials {
+		w, ok := p.(*upload)
+		if !ok {
+			return fmt.Errorf("safestore: partial upload %d is not from this store", i)
+		}
+		inner[i] = w.inner
+	}
+	err := u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
+	return u.s.fail(ctx, "concatenate", u.id, err)
+}
+
+func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	err := u.s.inner.ContentServer.AsServableUpload(u.inner).ServeContent(ctx, w, r)
+	return u.s.fail(ctx, "serve", u.id, err)
+}

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CORS lists, on top of tusd's, the headers a browser page must be able to
+// send and read: auth errors, retry hints and expiry.
+const (
+	corsAllowMethods  = "POST, HEAD, PATCH, OPTIONS, GET, DELETE"
+	corsAllowHeaders  = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version"
+	corsExposeHeaders = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Limit, Upload-Expires, WWW-Authenticate, Retry-After"
+)
+
+// cors answers cross-origin requests for the upload routes. It runs before
+// authentication so that every answer, errors included, carries the CORS
+// headers a page needs to read it. tusd's own CORS handling is switched off
+// because it would only cover the answers tusd itself writes.
+func cors(origins []string, behindProxy bool, next http.Handler) http.Handler {
+	any := slices.Contains(origins, "*")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !any && !slices.Contains(origins, origin) {
+			if origin == requestOrigin(r, behindProxy) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			writeError(w, r, http.StatusForbidden, "ERR_ORIGIN_NOT_ALLOWED",
+				"this origin may not upload here; the operator can allow it with --cors-origins")
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+			h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+			h.Set("Access-Control-Max-Age", "86400")
+		} else {
+			h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requestOrigin is the origin the request was addressed to.
+func requestOrigin(r *http.Request, behindProxy bool) string {
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if behindProxy {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+			host = h
+		}
+	}
+	host = strings.TrimSuffix(host, map[string]string{"http": ":80", "https": ":443"}[scheme])
+	return scheme + "://" + host
+}
+
+// writeError writes a tus-style error: a short code and a message.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	body := code + ": " + msg + "\n"
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.Method != http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// checkDraftHeaders refuses IETF-draft creation requests whose Content-Type
+// or Content-Disposition tusd could not parse; tusd would answer those with
+// a 500 carrying the parser's message.
+func checkDraftHeaders(enabled bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if enabled && r.Method == http.MethodPost && r.Header.Get("Upload-Draft-Interop-Version") != "" {
+			for _, name := range []string{"Content-Type", "Content-Disposition"} {
+				if v := r.Header.Get(name); v != "" {
+					if _, _, err := mime.ParseMediaType(v); err != nil {
+						writeError(w, r, http.StatusBadRequest, "ERR_INVALID_HEADER", name+" is malformed")
+						return
+					}
+				}
+			}
+		}
+		if len(r.Header.Values("Upload-Metadata")) > 1 {
+			writeError(w, r, http.StatusBadRequest, "ERR_INVALID_METADATA", "send Upload-Metadata once")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics turns a panic in a handler into a 500 (423 on HEAD, by the
+// guard) and logs it, so one bad request never takes the server down.
+func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic while handling request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				writeError(w, r, http.StatusInternalServerError, "ERR_INTERNAL_SERVER_ERROR", "internal error; retry later")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// guard rewrites server errors on their way out:
+//   - HEAD never answers 5xx but 423 Locked with Retry-After: tus-js-client
+//     treats any other failed resume HEAD as "upload gone" and starts over
+//     from byte 0;
+//   - 503 and 423 always carry Retry-After;
+//   - tusd's catch-all 500 body, which carries the raw error text, is
+//     replaced by a generic message (the raw error is in the log).
+func guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g := &guardWriter{ResponseWriter: w, head: r.Method == http.MethodHead}
+		next.ServeHTTP(g, r)
+		if g.pending != 0 {
+			g.flush(nil)
+		}
+	})
+}
+
+type guardWriter struct {
+	http.ResponseWriter
+	head    bool
+	pending int  // a 5xx status held back until its body is known
+	written bool // the final status line went out
+	swallow bool // the original body of a rewritten answer is dropped
+}
+
+var internalErrPrefix = []byte("ERR_INTERNAL_SERVER_ERROR")
+
+func (g *guardWriter) WriteHeader(code int) {
+	switch {
+	case code < 200:
+		g.ResponseWriter.WriteHeader(code)
+	case g.written || g.pending != 0:
+	case code >= 500:
+		g.pending = code
+	default:
+		g.written = true
+		g.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (g *guardWriter) Write(p []byte) (int, error) {
+	if g.pending != 0 {
+		g.flush(p)
+		return len(p), nil
+	}
+	if g.swallow {
+		return len(p), nil
+	}
+	g.written = true
+	return g.ResponseWriter.Write(p)
+}
+
+func (g *guardWriter) flush(body []byte) {
+	code := g.pending
+	g.pending = 0
+	g.written = true
+	h := g.Header()
+	if code == http.StatusInternalServerError && (len(body) == 0 || bytes.HasPrefix(body, internalErrPrefix)) {
+		body = []byte("ERR_INTERNAL_SERVER_ERROR: internal error; retry later\n")
+		g.swallow = true
+	}
+	if g.head {
+		code = http.StatusLocked
+		body = nil
+		g.swallow = true
+	}
+	if (code == http.StatusServiceUnavailable || code == http.StatusLocked) && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "5")
+	}
+	if g.swallow {
+		h.Del("Content-Length")
+		if len(body) > 0 {
+			h.Set("Content-Length", strconv.Itoa(len(body)))
+		}
+	}
+	g.ResponseWriter.WriteHeader(code)
+	if len(body) > 0 {
+		_, _ = g.ResponseWriter.Write(body)
+	}
+}
+
+// Flush sends buffered data (download streaming).
+func (g *guardWriter) Flush() {
+	if f, ok := g.ResponseWriter.(http.Flusher); ok && g.pending == 0 {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController (used by tusd for read deadlines)
+// reach the connection.
+func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+// accessLog logs one line per request: never headers or query strings, which
+// may carry credentials.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelInfo
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			level = slog.LevelDebug
+		}
+		log.Log(r.Context(), level, "request",
+			"method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"bytes_in", r.ContentLength, "duration", time.Since(start).Round(time.Microsecond),
+			"remote", r.RemoteAddr, "request_id", truncate(r.Header.Get("X-Request-ID"), 64))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// inflight counts requests being handled, so shutdown can wait for them after
+// interrupting them.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{}
+}
+
+func (f *inflight) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.n++
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			f.n--
+			if f.n == 0 && f.idle != nil {
+				close(f.idle)
+				f.idle = nil
+			}
+			f.mu.Unlock()
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// wait returns a channel closed when no request is in flight.
+func (f *inflight) wait() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	if f.n == 0 {
+		close(ch)
+		return ch
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	return f.idle
+}
