@@ -54,8 +54,8 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.IETFDraft, "ietf-draft", cfg.IETFDraft, "also accept the IETF resumable-upload draft protocol")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
 	fs.TextVar(&cfg.LogLevel, "log-level", &cfg.LogLevel, "minimum log `level`: debug, info, warn, error")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "total `duration` a graceful stop may take")
-	fs.DurationVar(&cfg.NetworkTimeout, "network-timeout", cfg.NetworkTimeout, "`duration` a request body may stall before the connection is dropped")
+	fs.Var(durationValue{&cfg.ShutdownTimeout}, "shutdown-timeout", "total `duration` a graceful stop may take")
+	fs.Var(durationValue{&cfg.NetworkTimeout}, "network-timeout", "`duration` a request body may stall before the connection is dropped")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", cfg.InsecureNoAuth, "accept uploads without authentication (trusted networks only)")
 
 	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", cfg.S3.Bucket, "S3 `bucket` for uploads (empty: store in --data-dir)")

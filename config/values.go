@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // sizeValue is a flag.Value for byte sizes written with binary or decimal
@@ -102,5 +103,25 @@ func (v *listValue) Set(s string) error {
 			*v.p = append(*v.p, item)
 		}
 	}
+	return nil
+}
+
+// durationValue is a flag.Value for Go durations ("25s", "1h30m") whose
+// errors say what to write and which leaves the value alone on error.
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write e.g. 25s, 5m or 1h30m", s)
+	}
+	*v.p = d
 	return nil
 }

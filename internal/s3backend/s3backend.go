@@ -23,7 +23,6 @@ import (
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/config"
-	"github.com/tusgate/tusgate/internal/metadata"
 )
 
 // Backend is a configured S3 client and store.
@@ -79,7 +78,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		return nil, err
 	}
 
-	store := s3store.New(s.Bucket, metadataFilter{client})
+	store := s3store.New(s.Bucket, newGuardedClient(client, log))
 	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
 	store.PreferredPartSize = s.PartSize
 	store.MinPartSize = s.MinPartSize
@@ -163,16 +162,6 @@ func rootCause(err error) string {
 		}
 		err = next
 	}
-}
-
-// metadataFilter passes every S3 call through unchanged except that a new
-// upload's user metadata is cut to what S3 stores (printable ASCII, 2 KiB);
-// the full metadata stays in tusd's .info object.
-type metadataFilter struct{ *s3.Client }
-
-func (m metadataFilter) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
-	in.Metadata = metadata.ForS3(in.Metadata)
-	return m.Client.CreateMultipartUpload(ctx, in, opts...)
 }
 
 // Assembled reports whether a complete upload's final object exists, that is

@@ -145,7 +145,7 @@ func (s *store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	if err != nil {
 		return nil, s.fail(ctx, "get", id, err)
 	}
-	return &upload{s: s, inner: up, id: id}, nil
+	return &upload{s: s, inner: up, id: id, existing: true}, nil
 }
 
 func (s *store) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
@@ -169,6 +169,9 @@ type upload struct {
 	s     *store
 	inner handler.Upload
 	id    string
+	// existing is set for uploads looked up by ID, not just created: only
+	// those can be complete but unassembled.
+	existing bool
 }
 
 func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
@@ -184,7 +187,7 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 	if u.id == "" {
 		u.id = info.ID
 	}
-	if a := u.s.opt.Assembly; a != nil && !info.SizeIsDeferred && info.Offset == info.Size && !info.IsFinal {
+	if a := u.s.opt.Assembly; a != nil && u.existing && !info.SizeIsDeferred && info.Offset == info.Size && !info.IsFinal {
 		done, err := a.Assembled(ctx, info)
 		if err != nil {
 			return info, u.s.fail(ctx, "check assembly", u.id, err)
@@ -209,6 +212,11 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 }
 
 func (u *upload) Terminate(ctx context.Context) error {
+	// Stores may "terminate" uploads that never existed (s3store does);
+	// unknown uploads must answer 404.
+	if _, err := u.inner.GetInfo(ctx); err != nil {
+		return u.s.fail(ctx, "terminate", u.id, err)
+	}
 	err := u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx)
 	return u.s.fail(ctx, "terminate", u.id, err)
 }

@@ -1,0 +1,175 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) (string, bool) {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tusgate.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load([]string{"--insecure-no-auth"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.BasePath != "/files/" || cfg.DataDir != "./data" ||
+		cfg.MaxSize != 5*TiB || cfg.MaxMetadataSize != 4*KiB || !cfg.IETFDraft ||
+		cfg.ShutdownTimeout != 25*time.Second || cfg.UsesS3() || len(cfg.CORSOrigins) != 0 {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
+	file := writeFile(t, `
+listen: 127.0.0.1:7000
+base-path: /from-file/
+max-size: 1GiB
+data-dir: /file/data
+cors-origins: [https://a.example, https://b.example]
+insecure-no-auth: true
+s3-concurrent-part-uploads: 3
+`)
+	cfg, err := Load(
+		[]string{"--config", file, "--listen=127.0.0.1:9000"},
+		env("TUSGATE_LISTEN", "127.0.0.1:8000", "TUSGATE_BASE_PATH", "/from-env", "TUSGATE_S3_BUCKET", "bkt"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9000" {
+		t.Errorf("flag should beat env and file: listen = %q", cfg.Listen)
+	}
+	if cfg.BasePath != "/from-env/" {
+		t.Errorf("env should beat file: base-path = %q", cfg.BasePath)
+	}
+	if cfg.MaxSize != GiB || cfg.DataDir != "/file/data" || cfg.S3.ConcurrentPartUploads != 3 {
+		t.Errorf("file values not applied: %+v", cfg)
+	}
+	if want := []string{"https://a.example", "https://b.example"}; !reflect.DeepEqual(cfg.CORSOrigins, want) {
+		t.Errorf("cors-origins = %v, want %v", cfg.CORSOrigins, want)
+	}
+	if cfg.S3.Bucket != "bkt" || cfg.S3.PartSize != 50*MiB {
+		t.Errorf("env bucket or default part size lost: %+v", cfg.S3)
+	}
+}
+
+func TestConfigFileFromEnv(t *testing.T) {
+	file := writeFile(t, "insecure-no-auth: true\nlisten: 127.0.0.1:7001\n")
+	cfg, err := Load(nil, env("TUSGATE_CONFIG", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7001" {
+		t.Fatalf("listen = %q", cfg.Listen)
+	}
+}
+
+func TestEveryProblemAtOnce(t *testing.T) {
+	file := writeFile(t, "nonsense-key: 1\nshutdown-timeout: forever\n")
+	_, err := Load([]string{
+		"--config", file,
+		"--bogus",
+		"--max-size=12 parsecs",
+		"--listen=nohost",
+		"--log-format=xml",
+		"--cors-origins=https://ok.example,ftp://x",
+		"--s3-bucket=b", "--s3-part-size=1MiB", "--s3-endpoint=not a url",
+		"--tls-cert=/nonexistent",
+		"--base-path=/healthz",
+	}, env("TUSGATE_NETWORK_TIMEOUT", "soon"))
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	want := []string{
+		`unknown flag --bogus`,
+		`--max-size: "12 parsecs" is not a size`,
+		`TUSGATE_NETWORK_TIMEOUT: "soon" is not a duration`,
+		`unknown setting "nonsense-key"`,
+		`shutdown-timeout: "forever" is not a duration`,
+		`--listen "nohost"`,
+		`--base-path "/healthz" collides with tusgate's own /healthz`,
+		`--cors-origins: "ftp://x" is not an origin`,
+		`--tls-cert and --tls-key go together`,
+		`--log-format "xml": use text or json`,
+		`no authentication configured`,
+		`--s3-endpoint "not a url" must be a URL`,
+		`--s3-part-size 1MiB is smaller than --s3-min-part-size 5MiB`,
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing problem %q in:\n%s", w, msg)
+		}
+	}
+	if len(p) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(p), len(want), msg)
+	}
+}
+
+func TestFlagBeatsBadEnv(t *testing.T) {
+	// A bad environment value for a flag given on the command line is never read.
+	cfg, err := Load([]string{"--insecure-no-auth", "--max-size=1GiB"}, env("TUSGATE_MAX_SIZE", "garbage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxSize != GiB {
+		t.Fatalf("max-size = %d", cfg.MaxSize)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	if _, err := Load([]string{"--help"}, env()); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1024": 1024, "64MiB": 64 * MiB, "5GiB": 5 * GiB, "5TiB": 5 * TiB, "4KiB": 4 * KiB,
+		"10MB": 10_000_000, "1.5GiB": 3 * GiB / 2, "2g": 2 * GiB, " 7 mib ": 7 * MiB,
+	} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1XB", "99999999999TiB", "1..2"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
+	}
+	if s := FormatSize(5 * TiB); s != "5TiB" {
+		t.Errorf("FormatSize = %q", s)
+	}
+}
+
+func TestS3Limits(t *testing.T) {
+	_, err := Load([]string{"--insecure-no-auth", "--s3-bucket=b", "--max-size=6TiB", "--s3-min-part-size=1MiB", "--s3-part-size=6GiB", "--s3-max-buffered-parts=0"}, env())
+	for _, w := range []string{"exceeds S3's largest object", "below S3's minimum part size", "exceeds S3's largest part", "--s3-max-buffered-parts must be at least 1"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in %v", w, err)
+		}
+	}
+}
