@@ -304,8 +304,8 @@ func (f *inflight) wrap(next http.Handler) http.Handler {
 func (f *inflight) wait() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ch := make(chan struct{})
 	if f.n == 0 {
+		ch := make(chan struct{})
 		close(ch)
 		return ch
 	}

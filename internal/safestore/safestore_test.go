@@ -1,0 +1,155 @@
+package safestore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// fakeStore is an in-memory store whose calls can be made to fail.
+type fakeStore struct {
+	uploads  map[string]*fakeUpload
+	fail     error
+	finished []string
+}
+
+type fakeUpload struct {
+	s    *fakeStore
+	info handler.FileInfo
+}
+
+func (f *fakeStore) NewUpload(_ context.Context, info handler.FileInfo) (handler.Upload, error) {
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	u := &fakeUpload{s: f, info: info}
+	f.uploads[info.ID] = u
+	return u, nil
+}
+
+func (f *fakeStore) GetUpload(_ context.Context, id string) (handler.Upload, error) {
+	if u, ok := f.uploads[id]; ok {
+		return u, nil
+	}
+	return &fakeUpload{s: f, info: handler.FileInfo{ID: id}}, nil // like s3store: no I/O here
+}
+
+func (f *fakeStore) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
+	return u.(*fakeUpload)
+}
+
+func (u *fakeUpload) WriteChunk(context.Context, int64, io.Reader) (int64, error) { return 0, u.s.fail }
+func (u *fakeUpload) GetInfo(context.Context) (handler.FileInfo, error) {
+	if u.s.fail != nil {
+		return handler.FileInfo{}, u.s.fail
+	}
+	if _, ok := u.s.uploads[u.info.ID]; !ok {
+		return handler.FileInfo{}, handler.ErrNotFound
+	}
+	return u.info, nil
+}
+func (u *fakeUpload) GetReader(context.Context) (io.ReadCloser, error) { return nil, u.s.fail }
+func (u *fakeUpload) FinishUpload(context.Context) error {
+	u.s.finished = append(u.s.finished, u.info.ID)
+	return u.s.fail
+}
+func (u *fakeUpload) Terminate(context.Context) error {
+	delete(u.s.uploads, u.info.ID)
+	return u.s.fail
+}
+
+type assembly map[string]bool
+
+func (a assembly) Assembled(_ context.Context, info handler.FileInfo) (bool, error) {
+	return a[info.ID], nil
+}
+
+func newStore(a AssemblyChecker) (*fakeStore, *handler.StoreComposer) {
+	f := &fakeStore{uploads: map[string]*fakeUpload{}}
+	c := handler.NewStoreComposer()
+	c.UseCore(f)
+	c.UseTerminater(f)
+	return f, Wrap(c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Assembly: a})
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"abc", "0a1b+2c3d", "owner/abc+X.Y_Z-1~", "a:b@c"} {
+		if !ValidID(id) {
+			t.Errorf("ValidID(%q) = false", id)
+		}
+	}
+	for _, id := range []string{"", "../etc/passwd", "a/../b", "a//b", "/a", "a/", "./a", `a\b`, "a b", "a%2f..", "a\x00", strings.Repeat("a", 513)} {
+		if ValidID(id) {
+			t.Errorf("ValidID(%q) = true", id)
+		}
+	}
+}
+
+func TestInvalidIDsNeverReachTheStore(t *testing.T) {
+	_, c := newStore(nil)
+	_, err := c.Core.GetUpload(context.Background(), "../../etc/passwd")
+	if !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestBackendErrorsBecome503(t *testing.T) {
+	f, c := newStore(nil)
+	f.uploads["u1"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "u1", Size: 10}}
+	up, err := c.Core.GetUpload(context.Background(), "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fail = errors.New("operation error S3: GetObject, https response error StatusCode: 500")
+	_, err = up.GetInfo(context.Background())
+	var tusErr handler.Error
+	if !errors.As(err, &tusErr) || tusErr.HTTPResponse.StatusCode != 503 || tusErr.HTTPResponse.Header["Retry-After"] == "" {
+		t.Fatalf("raw backend error not mapped: %v", err)
+	}
+	if strings.Contains(tusErr.HTTPResponse.Body, "S3") {
+		t.Fatalf("raw text in body: %q", tusErr.HTTPResponse.Body)
+	}
+	// tus errors pass unchanged.
+	f.fail = handler.ErrNotFound
+	if _, err := up.GetInfo(context.Background()); !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("ErrNotFound changed to %v", err)
+	}
+}
+
+func TestTerminateUnknownIs404(t *testing.T) {
+	_, c := newStore(nil)
+	up, _ := c.Core.GetUpload(context.Background(), "nope")
+	err := c.Terminater.AsTerminatableUpload(up).Terminate(context.Background())
+	if !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestUnassembledCompleteUploadIsFinished(t *testing.T) {
+	f, c := newStore(assembly{"done": true})
+	f.uploads["done"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "done", Size: 5, Offset: 5}}
+	f.uploads["stuck"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "stuck", Size: 5, Offset: 5}}
+	f.uploads["partway"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "partway", Size: 5, Offset: 2}}
+	for _, id := range []string{"done", "stuck", "partway"} {
+		up, _ := c.Core.GetUpload(context.Background(), id)
+		if _, err := up.GetInfo(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.finished) != 1 || f.finished[0] != "stuck" {
+		t.Fatalf("finished %v, want [stuck]", f.finished)
+	}
+	// A just-created upload is never finished by a GetInfo.
+	up, _ := c.Core.NewUpload(context.Background(), handler.FileInfo{ID: "fresh"})
+	if _, err := up.GetInfo(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.finished) != 1 {
+		t.Fatalf("fresh upload finished by GetInfo: %v", f.finished)
+	}
+}

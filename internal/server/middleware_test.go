@@ -1,0 +1,136 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+func serve(h http.Handler, method, target string, header map[string]string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, nil)
+	for k, v := range header {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// tusdError writes an answer the way tusd's sendError does.
+func tusdError(err handler.Error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := err.HTTPResponse
+		for k, v := range resp.Header {
+			w.Header().Set(k, v)
+		}
+		w.Header().Set("Content-Length", "999")
+		w.WriteHeader(resp.StatusCode)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write([]byte(resp.Body))
+		}
+	})
+}
+
+func TestGuardHeadNeverAnswers5xx(t *testing.T) {
+	for _, status := range []int{500, 502, 503, 504} {
+		h := guard(tusdError(handler.NewError("ERR_X", "boom", status)))
+		w := serve(h, http.MethodHead, "/files/x", nil)
+		if w.Code != http.StatusLocked || w.Header().Get("Retry-After") == "" || w.Body.Len() != 0 {
+			t.Errorf("HEAD with %d: got %d Retry-After %q body %q", status, w.Code, w.Header().Get("Retry-After"), w.Body.String())
+		}
+	}
+	// Non-5xx answers to HEAD pass unchanged.
+	w := serve(guard(tusdError(handler.ErrNotFound)), http.MethodHead, "/files/x", nil)
+	if w.Code != http.StatusNotFound {
+		t.Fatalf("HEAD 404 became %d", w.Code)
+	}
+}
+
+func TestGuardHidesRawInternalErrors(t *testing.T) {
+	raw := handler.NewError("ERR_INTERNAL_SERVER_ERROR", "operation error S3: PutObject, https response error StatusCode: 500, secret-bucket", 500)
+	w := serve(guard(tusdError(raw)), http.MethodPatch, "/files/x", nil)
+	if w.Code != 500 || strings.Contains(w.Body.String(), "secret-bucket") || !strings.HasPrefix(w.Body.String(), "ERR_INTERNAL_SERVER_ERROR: internal error") {
+		t.Fatalf("got %d %q", w.Code, w.Body.String())
+	}
+	if cl := w.Header().Get("Content-Length"); cl != "55" {
+		t.Fatalf("Content-Length %q does not match the new body (%d bytes)", cl, w.Body.Len())
+	}
+	// A coded 500 that carries no raw text (tusd's read timeout) is kept.
+	w = serve(guard(tusdError(handler.ErrReadTimeout)), http.MethodPatch, "/files/x", nil)
+	if !strings.HasPrefix(w.Body.String(), "ERR_READ_TIMEOUT") {
+		t.Fatalf("coded 500 rewritten: %q", w.Body.String())
+	}
+	// 503s always carry Retry-After.
+	w = serve(guard(tusdError(handler.ErrServerShutdown)), http.MethodPatch, "/files/x", nil)
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" || !strings.HasPrefix(w.Body.String(), "ERR_SERVER_SHUTDOWN") {
+		t.Fatalf("shutdown 503: %d %q %q", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	}
+}
+
+func TestRecoverPanics(t *testing.T) {
+	h := guard(recoverPanics(discardLog(), http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("bug") })))
+	if w := serve(h, http.MethodPatch, "/files/x", nil); w.Code != 500 {
+		t.Fatalf("PATCH panic: %d", w.Code)
+	}
+	if w := serve(h, http.MethodHead, "/files/x", nil); w.Code != http.StatusLocked {
+		t.Fatalf("HEAD panic: %d", w.Code)
+	}
+}
+
+func TestCORSMiddleware(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	h := cors([]string{"https://app.example"}, false, ok)
+
+	w := serve(h, http.MethodOptions, "http://tusgate.example/files/", map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH"})
+	if w.Header().Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(w.Header().Get("Access-Control-Allow-Methods"), "PATCH") {
+		t.Fatalf("preflight headers: %v", w.Header())
+	}
+	w = serve(h, http.MethodPatch, "http://tusgate.example/files/x", map[string]string{"Origin": "https://app.example"})
+	for _, exposed := range []string{"Upload-Offset", "Location", "WWW-Authenticate", "Retry-After", "Upload-Expires"} {
+		if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), exposed) {
+			t.Errorf("%s not exposed", exposed)
+		}
+	}
+	if w := serve(h, http.MethodPatch, "http://tusgate.example/files/x", map[string]string{"Origin": "https://evil.example"}); w.Code != 403 {
+		t.Fatalf("foreign origin: %d", w.Code)
+	}
+	if w := serve(h, http.MethodPatch, "http://tusgate.example/files/x", map[string]string{"Origin": "http://tusgate.example"}); w.Code != 204 {
+		t.Fatalf("same origin: %d", w.Code)
+	}
+	// Behind a proxy, the forwarded scheme and host define "same origin".
+	hp := cors(nil, true, ok)
+	if w := serve(hp, http.MethodPatch, "http://10.0.0.5:8080/files/x", map[string]string{"Origin": "https://up.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "up.example"}); w.Code != 204 {
+		t.Fatalf("same origin behind proxy: %d", w.Code)
+	}
+	any := cors([]string{"*"}, false, ok)
+	if w := serve(any, http.MethodPatch, "http://tusgate.example/files/x", map[string]string{"Origin": "https://whoever.example"}); w.Code != 204 || w.Header().Get("Access-Control-Allow-Origin") != "https://whoever.example" {
+		t.Fatalf("wildcard: %d %v", w.Code, w.Header())
+	}
+}
+
+func TestInflightWait(t *testing.T) {
+	var f inflight
+	select {
+	case <-f.wait():
+	default:
+		t.Fatal("idle counter did not report idle")
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	h := f.wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { close(entered); <-release }))
+	done := make(chan struct{})
+	go func() { serve(h, "GET", "/", nil); close(done) }()
+	<-entered
+	idle := f.wait()
+	select {
+	case <-idle:
+		t.Fatal("reported idle with a request in flight")
+	default:
+	}
+	close(release)
+	<-done
+	<-idle
+}
