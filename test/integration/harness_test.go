@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,9 +71,13 @@ type gate struct {
 func startGate(t *testing.T, env []string, args ...string) *gate {
 	t.Helper()
 	port := testenv.FreePort(t)
+	scheme := "http"
+	if slices.Contains(args, "--tls-cert") {
+		scheme = "https"
+	}
 	g := &gate{
 		t:       t,
-		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
 		args:    append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--insecure-no-auth", "--log-level", "debug"}, args...),
 		env:     env,
 		logPath: filepath.Join(t.TempDir(), "tusgate.log"),
@@ -117,7 +123,7 @@ func (g *gate) waitHealthy() {
 			g.t.Fatalf("tusgate exited during start-up (%v):\n%s", g.exitErr, tail(g.logPath, 30))
 		default:
 		}
-		resp, err := http.Get(g.URL + "/healthz")
+		resp, err := healthClient.Get(g.URL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -128,6 +134,9 @@ func (g *gate) waitHealthy() {
 	}
 	g.t.Fatalf("tusgate did not answer /healthz within 15s:\n%s", tail(g.logPath, 30))
 }
+
+// healthClient checks liveness only, so it does not verify test certificates.
+var healthClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // kill stops the process with SIGKILL (no chance to save anything).
 func (g *gate) kill() {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -103,4 +104,15 @@ func serial() *big.Int {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return n
+}
+
+// Certs writes a throw-away CA and a server certificate for 127.0.0.1, ::1
+// and localhost into a temporary directory and returns the PEM file paths.
+func Certs(t testing.TB) (ca, cert, key string) {
+	t.Helper()
+	c, err := writeTestCerts(t.TempDir())
+	if err != nil {
+		t.Fatalf("testenv: Certs: %v", err)
+	}
+	return c.CA, c.Cert, c.Key
 }
