@@ -51,6 +51,15 @@ type Config struct {
 	// InsecureNoAuth accepts uploads from anyone. For trusted networks only.
 	InsecureNoAuth bool
 
+	// OIDC configures the verification of access tokens.
+	OIDC OIDC
+	// Dev runs a built-in development OpenID issuer under /dev/oidc/.
+	Dev bool
+	// DevTokenTTL is the lifetime of tokens the development issuer mints.
+	DevTokenTTL time.Duration
+	// DevAllowRemote lets --dev listen on non-loopback addresses.
+	DevAllowRemote bool
+
 	// S3 configures the S3 store; an empty Bucket selects the disk store.
 	S3 S3
 }
@@ -73,6 +82,29 @@ type S3 struct {
 	TempDir string
 }
 
+// OIDC configures access-token verification against an OpenID issuer.
+type OIDC struct {
+	// Issuer must equal the tokens' "iss" exactly (Auth0's ends in "/").
+	Issuer string
+	// Audiences: a token's "aud" must contain one of them.
+	Audiences []string
+	// JWKSURL overrides the key set URL from discovery.
+	JWKSURL string
+	// JWKSRefresh is the background key refresh interval.
+	JWKSRefresh time.Duration
+	// Algorithms are the accepted signature algorithms.
+	Algorithms []string
+	// Leeway is the clock skew allowed for exp, nbf and iat.
+	Leeway time.Duration
+	// SubjectClaim names the claim identifying the user.
+	SubjectClaim string
+	// RequiredScopes must all be granted (scope claim or Auth0 permissions).
+	RequiredScopes []string
+}
+
+// AuthEnabled reports whether requests are authenticated.
+func (c *Config) AuthEnabled() bool { return !c.InsecureNoAuth }
+
 // Size constants for the defaults and validation.
 const (
 	KiB int64 = 1 << 10
@@ -94,6 +126,13 @@ func Default() Config {
 		LogLevel:        slog.LevelInfo,
 		ShutdownTimeout: 25 * time.Second,
 		NetworkTimeout:  60 * time.Second,
+		DevTokenTTL:     time.Hour,
+		OIDC: OIDC{
+			JWKSRefresh:  time.Hour,
+			Algorithms:   []string{"RS256", "ES256"},
+			Leeway:       30 * time.Second,
+			SubjectClaim: "sub",
+		},
 		S3: S3{
 			PartSize:              50 * MiB,
 			MinPartSize:           5 * MiB,

@@ -173,3 +173,42 @@ func TestS3Limits(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthModes(t *testing.T) {
+	ok := [][]string{
+		{"--insecure-no-auth"},
+		{"--dev"},
+		{"--oidc-issuer", "https://tenant.auth0.com/", "--oidc-audience", "https://api.example"},
+		{"--oidc-issuer", "http://127.0.0.1:9000", "--oidc-audience", "a,b"},
+	}
+	for _, args := range ok {
+		if _, err := Load(args, env()); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	bad := map[string][]string{
+		"choose one of":                    {"--dev", "--insecure-no-auth"},
+		"--oidc-audience is required":      {"--oidc-issuer", "https://tenant.auth0.com/"},
+		"must be an https URL":             {"--oidc-issuer", "http://tenant.auth0.com/", "--oidc-audience", "x"},
+		`"HS256" is not accepted`:          {"--insecure-no-auth", "--oidc-algorithms", "RS256,HS256"},
+		`"none" is not accepted`:           {"--insecure-no-auth", "--oidc-algorithms", "none"},
+		"--dev-allow-remote":               {"--dev", "--listen", ":8080"},
+		"--dev-token-ttl":                  {"--dev", "--dev-token-ttl", "1s"},
+		"--oidc-jwks-refresh":              {"--insecure-no-auth", "--oidc-jwks-refresh", "1s"},
+		"--oidc-subject-claim must not be": {"--insecure-no-auth", "--oidc-subject-claim", " "},
+	}
+	for want, args := range bad {
+		_, err := Load(args, env())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: got %v, want %q", args, err, want)
+		}
+	}
+	cfg, err := Load([]string{"--dev", "--listen", "0.0.0.0:8080", "--dev-allow-remote"}, env())
+	if err != nil || !cfg.Dev || !cfg.AuthEnabled() {
+		t.Fatalf("--dev-allow-remote: %v", err)
+	}
+	cfg, _ = Load([]string{"--oidc-issuer", "https://t.example/", "--oidc-audience", "a", "--oidc-audience", "b"}, env())
+	if want := []string{"a", "b"}; !reflect.DeepEqual(cfg.OIDC.Audiences, want) {
+		t.Fatalf("repeated --oidc-audience: %v", cfg.OIDC.Audiences)
+	}
+}

@@ -84,15 +84,81 @@ func (c *Config) Validate() Problems {
 		add("--network-timeout %v is too short; give at least 1s (default 60s)", c.NetworkTimeout)
 	}
 
-	if !c.InsecureNoAuth {
-		add("no authentication configured: tusgate refuses to accept uploads from anyone; " +
-			"pass --insecure-no-auth to run without authentication on a trusted network")
-	}
+	p = append(p, c.validateAuth()...)
 
 	if c.UsesS3() {
 		p = append(p, c.S3.validate()...)
 	}
 	return p
+}
+
+// validateAuth checks that exactly one way of authenticating is chosen.
+func (c *Config) validateAuth() Problems {
+	var p Problems
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	modes := 0
+	for _, on := range []bool{c.OIDC.Issuer != "", c.Dev, c.InsecureNoAuth} {
+		if on {
+			modes++
+		}
+	}
+	switch {
+	case modes == 0:
+		add("no authentication configured: set --oidc-issuer and --oidc-audience (e.g. Auth0: https://TENANT.auth0.com/ and your API identifier), " +
+			"or --dev for local development, or --insecure-no-auth to accept uploads from anyone on a trusted network")
+	case modes > 1:
+		add("choose one of --oidc-issuer, --dev and --insecure-no-auth")
+	}
+	if c.OIDC.Issuer != "" {
+		if u, err := url.Parse(c.OIDC.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			add("--oidc-issuer %q must be an https URL (http only on loopback)", c.OIDC.Issuer)
+		}
+		if len(c.OIDC.Audiences) == 0 {
+			add("--oidc-audience is required with --oidc-issuer: the audience your tokens are issued for (Auth0: the API identifier, not the client ID)")
+		}
+	}
+	if c.OIDC.JWKSURL != "" {
+		if u, err := url.Parse(c.OIDC.JWKSURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			add("--oidc-jwks-url %q must be an https URL (http only on loopback)", c.OIDC.JWKSURL)
+		}
+	}
+	for _, alg := range c.OIDC.Algorithms {
+		switch alg {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		default:
+			add("--oidc-algorithms: %q is not accepted; use asymmetric algorithms such as RS256 or ES256 (none and HS* are always refused)", alg)
+		}
+	}
+	if len(c.OIDC.Algorithms) == 0 {
+		add("--oidc-algorithms must name at least one algorithm (default RS256,ES256)")
+	}
+	if c.OIDC.Leeway < 0 || c.OIDC.Leeway > 5*time.Minute {
+		add("--oidc-leeway %v must be between 0 and 5m (default 30s)", c.OIDC.Leeway)
+	}
+	if c.OIDC.JWKSRefresh < time.Minute {
+		add("--oidc-jwks-refresh %v is too short; give at least 1m (default 1h)", c.OIDC.JWKSRefresh)
+	}
+	if strings.TrimSpace(c.OIDC.SubjectClaim) == "" {
+		add("--oidc-subject-claim must not be empty (default sub)")
+	}
+	if c.Dev {
+		if c.DevTokenTTL < 10*time.Second || c.DevTokenTTL > 24*time.Hour {
+			add("--dev-token-ttl %v must be between 10s and 24h (default 1h)", c.DevTokenTTL)
+		}
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) && !c.DevAllowRemote {
+			add("--dev mints tokens for anyone who asks, so it only listens on loopback; --listen %q is not loopback (add --dev-allow-remote if you really mean it)", c.Listen)
+		}
+	}
+	return p
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *S3) validate() Problems {

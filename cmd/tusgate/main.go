@@ -107,9 +107,11 @@ func versionString() string {
 func healthcheck(args []string, stderr io.Writer) int {
 	cfg := config.Default()
 	fs := config.Flags(&cfg)
+	// Container runtimes reserve exit code 2 in health checks: every
+	// failure here exits 1.
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintln(stderr, "tusgate healthcheck:", err)
-		return exitConfig
+		return exitUnready
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -121,7 +123,7 @@ func healthcheck(args []string, stderr io.Writer) int {
 	host, port, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "tusgate healthcheck: --listen %q is not host:port\n", cfg.Listen)
-		return exitConfig
+		return exitUnready
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"

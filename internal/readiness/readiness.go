@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,12 +23,13 @@ type Checker struct {
 	names        []string
 	probes       map[string]Probe
 	errs         map[string]error
+	live         map[string]func() error
 	shuttingDown bool
 }
 
 // New returns a Checker with no dependencies; it is ready until one is added.
 func New(log *slog.Logger) *Checker {
-	return &Checker{log: log, probes: map[string]Probe{}, errs: map[string]error{}}
+	return &Checker{log: log, probes: map[string]Probe{}, errs: map[string]error{}, live: map[string]func() error{}}
 }
 
 // errNotChecked is the state of a dependency before its first probe.
@@ -41,6 +43,15 @@ func (c *Checker) Add(name string, probe Probe, initial error) {
 	c.names = append(c.names, name)
 	c.probes[name] = probe
 	c.errs[name] = initial
+}
+
+// AddLive registers a dependency whose state is cheap to read (kept in
+// memory by its owner); it is read on every Status call, not probed.
+func (c *Checker) AddLive(name string, state func() error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names = append(c.names, name)
+	c.live[name] = state
 }
 
 // Set records a dependency's state as observed elsewhere.
@@ -62,7 +73,12 @@ func (c *Checker) Set(name string, err error) {
 // ready, and with backoff from one second up to interval while it is not.
 func (c *Checker) Run(ctx context.Context, interval time.Duration) {
 	c.mu.Lock()
-	names := append([]string(nil), c.names...)
+	var names []string
+	for _, n := range c.names {
+		if c.probes[n] != nil {
+			names = append(names, n)
+		}
+	}
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, name := range names {
@@ -116,8 +132,12 @@ func (c *Checker) Status() (bool, string) {
 		return false, "shutting down"
 	}
 	for _, name := range c.names {
-		if err := c.errs[name]; err != nil {
-			return false, name + ": " + err.Error()
+		err := c.errs[name]
+		if state := c.live[name]; state != nil {
+			err = state()
+		}
+		if err != nil {
+			return false, name + ": " + strings.TrimPrefix(err.Error(), name+": ")
 		}
 	}
 	return true, "ok"
@@ -127,6 +147,9 @@ func (c *Checker) Status() (bool, string) {
 func (c *Checker) Err(name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if state := c.live[name]; state != nil {
+		return state()
+	}
 	return c.errs[name]
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/safestore"
 )
 
 // Backend is a configured S3 client and store.
@@ -126,7 +127,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	case http.StatusNotFound:
 		return &MisconfigError{fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
 	case http.StatusForbidden, http.StatusUnauthorized:
-		return &MisconfigError{fmt.Sprintf("%s refused access to --s3-bucket %q (HTTP %d): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and that the IAM policy allows s3:ListBucket on the bucket and object access under it (see README, \"S3 set-up\")", where, b.Bucket, status)}
+		return &MisconfigError{fmt.Sprintf("%s refused access to --s3-bucket %q (HTTP %d): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and that the IAM policy allows s3:ListBucket on the bucket and object access under it (see docs/s3.md)", where, b.Bucket, status)}
 	case http.StatusMovedPermanently, http.StatusBadRequest:
 		return &MisconfigError{fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
 	}
@@ -164,22 +165,33 @@ func rootCause(err error) string {
 	}
 }
 
-// Assembled reports whether a complete upload's final object exists, that is
-// whether S3 completed its multipart upload. tusd answers a PATCH or HEAD
-// for an upload whose bytes are all in S3 as finished without asking, so an
-// upload whose CompleteMultipartUpload failed would never be assembled; the
-// safestore asks here and finishes it.
-func (b *Backend) Assembled(ctx context.Context, info handler.FileInfo) (bool, error) {
+// Assembly reports what became of an upload whose bytes are all stored:
+// assembled (the final object exists), not assembled (its multipart upload
+// still exists; a CompleteMultipartUpload failed), or gone (neither: a
+// lifecycle rule or the S3 server aborted the multipart upload). s3store
+// reports all three as complete, so safestore asks here.
+func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestore.Assembly, error) {
 	key := info.Storage["Key"]
-	if key == "" {
-		return true, nil
+	i := strings.LastIndex(info.ID, "+")
+	if key == "" || i < 0 {
+		return safestore.Assembled, nil
 	}
 	_, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key)})
 	if err == nil {
-		return true, nil
+		return safestore.Assembled, nil
 	}
-	if httpStatus(err) == http.StatusNotFound {
-		return false, nil
+	if httpStatus(err) != http.StatusNotFound {
+		return 0, err
 	}
-	return false, err
+	_, err = b.Client.ListParts(ctx, &s3.ListPartsInput{
+		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(info.ID[i+1:]), MaxParts: aws.Int32(1),
+	})
+	switch {
+	case err == nil:
+		return safestore.NotAssembled, nil
+	case httpStatus(err) == http.StatusNotFound:
+		return safestore.Gone, nil
+	default:
+		return 0, err
+	}
 }

@@ -43,10 +43,20 @@ var ErrStorageUnavailable = handler.Error{
 	},
 }
 
-// AssemblyChecker reports whether a complete upload was assembled by the
-// backend. Stores that assemble on FinishUpload (S3) provide one.
+// Assembly is what became of an upload whose bytes are all stored.
+type Assembly int
+
+// The states of Assembly.
+const (
+	Assembled    Assembly = iota // the final object exists
+	NotAssembled                 // all parts exist, the final object does not: finish it
+	Gone                         // neither exists (e.g. a lifecycle rule aborted it): the data is lost
+)
+
+// AssemblyChecker reports what became of a complete upload. Stores that
+// assemble on FinishUpload (S3) provide one.
 type AssemblyChecker interface {
-	Assembled(ctx context.Context, info handler.FileInfo) (bool, error)
+	Assembly(ctx context.Context, info handler.FileInfo) (Assembly, error)
 }
 
 // Options configure Wrap.
@@ -54,6 +64,10 @@ type Options struct {
 	Log *slog.Logger
 	// Assembly, if set, is asked about complete uploads; see the package doc.
 	Assembly AssemblyChecker
+	// Authorize, if set, decides whether the request in ctx may reach the
+	// upload id; an error answers as if the upload did not exist. It runs for
+	// every ID tusd resolves: URL paths and Upload-Concat partials alike.
+	Authorize func(ctx context.Context, id string) error
 	// OnFailure, if set, is told about every backend failure (nil error:
 	// success after a failure is not reported).
 	OnFailure func(error)
@@ -141,6 +155,11 @@ func (s *store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	if !ValidID(id) {
 		return nil, handler.ErrNotFound
 	}
+	if s.opt.Authorize != nil {
+		if err := s.opt.Authorize(ctx, id); err != nil {
+			return nil, err
+		}
+	}
 	up, err := s.inner.Core.GetUpload(ctx, id)
 	if err != nil {
 		return nil, s.fail(ctx, "get", id, err)
@@ -188,15 +207,21 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 		u.id = info.ID
 	}
 	if a := u.s.opt.Assembly; a != nil && u.existing && !info.SizeIsDeferred && info.Offset == info.Size && !info.IsFinal {
-		done, err := a.Assembled(ctx, info)
+		state, err := a.Assembly(ctx, info)
 		if err != nil {
 			return info, u.s.fail(ctx, "check assembly", u.id, err)
 		}
-		if !done {
+		switch state {
+		case NotAssembled:
 			u.s.opt.Log.WarnContext(ctx, "finishing an upload whose assembly failed earlier", "id", u.id)
 			if err := u.inner.FinishUpload(ctx); err != nil {
 				return info, u.s.fail(ctx, "finish", u.id, err)
 			}
+		case Gone:
+			// Clients must learn that the bytes are gone and start over;
+			// answering "complete" or "retry later" would lose the file.
+			u.s.opt.Log.WarnContext(ctx, "upload's data is gone from storage (multipart upload aborted?); answering 404", "id", u.id)
+			return info, handler.ErrNotFound
 		}
 	}
 	return info, nil

@@ -63,9 +63,9 @@ func (u *fakeUpload) Terminate(context.Context) error {
 	return u.s.fail
 }
 
-type assembly map[string]bool
+type assembly map[string]Assembly
 
-func (a assembly) Assembled(_ context.Context, info handler.FileInfo) (bool, error) {
+func (a assembly) Assembly(_ context.Context, info handler.FileInfo) (Assembly, error) {
 	return a[info.ID], nil
 }
 
@@ -131,8 +131,13 @@ func TestTerminateUnknownIs404(t *testing.T) {
 }
 
 func TestUnassembledCompleteUploadIsFinished(t *testing.T) {
-	f, c := newStore(assembly{"done": true})
+	f, c := newStore(assembly{"done": Assembled, "stuck": NotAssembled, "partway": NotAssembled, "fresh": NotAssembled, "aborted": Gone})
 	f.uploads["done"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "done", Size: 5, Offset: 5}}
+	f.uploads["aborted"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "aborted", Size: 5, Offset: 5}}
+	gone, _ := c.Core.GetUpload(context.Background(), "aborted")
+	if _, err := gone.GetInfo(context.Background()); !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("upload whose data is gone: %v, want not found", err)
+	}
 	f.uploads["stuck"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "stuck", Size: 5, Offset: 5}}
 	f.uploads["partway"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "partway", Size: 5, Offset: 2}}
 	for _, id := range []string{"done", "stuck", "partway"} {

@@ -24,6 +24,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/prometheuscollector"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/metadata"
 	"github.com/tusgate/tusgate/internal/readiness"
 	"github.com/tusgate/tusgate/internal/s3backend"
@@ -58,6 +59,12 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	mux := http.NewServeMux()
+	authenticate, err := s.setupAuth(ctx, mux)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
 	composer, err := s.buildStore(ctx, lookupEnv, reg)
 	if err != nil {
 		s.close()
@@ -89,9 +96,11 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 
 	var uploads http.Handler = tus
 	uploads = checkDraftHeaders(cfg.IETFDraft, uploads)
+	if authenticate != nil {
+		uploads = authenticate(uploads)
+	}
 	uploads = cors(cfg.CORSOrigins, cfg.BehindProxy, uploads)
 
-	mux := http.NewServeMux()
 	base := strings.TrimSuffix(cfg.BasePath, "/")
 	mux.Handle(base+"/", http.StripPrefix(base+"/", uploads))
 	mux.Handle(base, http.StripPrefix(base, uploads))
@@ -136,6 +145,9 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 	cfg := s.cfg
 	composer := handler.NewStoreComposer()
 	opt := safestore.Options{Log: s.log}
+	if cfg.AuthEnabled() {
+		opt.Authorize = hooks.Authorize
+	}
 
 	if cfg.UsesS3() {
 		b, err := s3backend.New(ctx, cfg, lookupEnv, s.log)
@@ -214,7 +226,11 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 	if err != nil {
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
 	}
-	return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: meta}, nil
+	if !s.cfg.AuthEnabled() {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: meta}, nil
+	}
+	changes, err := hooks.BindOwner(hook.Context, meta)
+	return handler.HTTPResponse{}, changes, err
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {

@@ -78,9 +78,12 @@ func startGate(t *testing.T, env []string, args ...string) *gate {
 	g := &gate{
 		t:       t,
 		URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
-		args:    append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--insecure-no-auth", "--log-level", "debug"}, args...),
+		args:    append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug"}, args...),
 		env:     env,
 		logPath: filepath.Join(t.TempDir(), "tusgate.log"),
+	}
+	if !slices.Contains(args, "--oidc-issuer") && !slices.Contains(args, "--dev") {
+		g.args = append(g.args, "--insecure-no-auth")
 	}
 	g.start()
 	t.Cleanup(func() {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/tusgate/tusgate/test/testenv"
 )
 
@@ -369,5 +372,31 @@ func TestCORS(t *testing.T) {
 	same := do(t, "POST", g.URL+"/files/", with(tusHeaders, "Origin", g.URL, "Upload-Length", "1"), nil)
 	if same.Status != http.StatusCreated {
 		t.Fatalf("same-origin POST: %d %s", same.Status, same.Body)
+	}
+}
+
+// A multipart upload aborted behind tusgate's back (a lifecycle rule, MinIO's
+// stale-upload cleanup) must answer 404 so the client starts over, not 423
+// or 503 forever.
+func TestAbortedMultipartUploadIs404(t *testing.T) {
+	b := s3Backend(t)
+	g := b.start(t)
+	loc := create(t, g, 12*MiB)
+	data, _ := payload(6*MiB, 24)
+	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d", r.Status)
+	}
+	id := uploadID(loc)
+	i := strings.LastIndex(id, "+")
+	if _, err := b.s3.Client.AbortMultipartUpload(t.Context(), &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(testBucket), Key: aws.String(id[:i]), UploadId: aws.String(id[i+1:]),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, "HEAD", loc, tusHeaders, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("HEAD of an aborted upload: %d, want 404", r.Status)
+	}
+	if r := patch(t, loc, 6*MiB, data); r.Status != http.StatusNotFound {
+		t.Fatalf("PATCH of an aborted upload: %d, want 404", r.Status)
 	}
 }

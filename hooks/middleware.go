@@ -1,0 +1,100 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tusgate/tusgate/hooks/oidc"
+)
+
+// Verifier checks access tokens; *oidc.Verifier is the implementation.
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*oidc.Principal, error)
+}
+
+// realm is the protection space named in WWW-Authenticate.
+const realm = "tusgate"
+
+// Middleware authenticates every request except OPTIONS (CORS preflight and
+// tus capability discovery, which reveal no upload) and puts the caller
+// into the request context. Failures are answered per RFC 6750: no token
+// 401; bad token 401 invalid_token; missing scope 403 insufficient_scope;
+// keys unavailable HEAD 423 and otherwise 503, both with Retry-After (a 5xx
+// on HEAD makes tus-js-client abandon the upload).
+func Middleware(v Verifier, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		raw, err := oidc.BearerToken(r.Header.Get("Authorization"))
+		var p *oidc.Principal
+		if err == nil {
+			p, err = v.Verify(r.Context(), raw)
+		}
+		if err != nil {
+			deny(w, r, log, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+func deny(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var (
+		tokenErr *oidc.TokenError
+		scopeErr *oidc.ScopeError
+	)
+	switch {
+	case errors.As(err, &tokenErr) && tokenErr.Missing:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, realm))
+		write(w, r, http.StatusUnauthorized, "ERR_UNAUTHENTICATED", "send an access token: Authorization: Bearer <token>")
+	case errors.As(err, &tokenErr):
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description=%q`, realm, quoteSafe(tokenErr.Desc)))
+		write(w, r, http.StatusUnauthorized, "ERR_INVALID_TOKEN", tokenErr.Desc+"; log in again")
+	case errors.As(err, &scopeErr):
+		scope := strings.Join(scopeErr.Missing, " ")
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, realm, quoteSafe(scope)))
+		write(w, r, http.StatusForbidden, "ERR_INSUFFICIENT_SCOPE", "the token lacks the scope(s): "+scope)
+	default:
+		if !errors.Is(err, oidc.ErrKeysUnavailable) {
+			log.ErrorContext(r.Context(), "token verification failed unexpectedly", "error", err.Error())
+		}
+		w.Header().Set("Retry-After", "5")
+		status := http.StatusServiceUnavailable
+		if r.Method == http.MethodHead {
+			status = http.StatusLocked
+		}
+		write(w, r, status, "ERR_AUTH_UNAVAILABLE", "cannot verify tokens right now; retry later")
+	}
+}
+
+// quoteSafe keeps a header parameter to printable ASCII without quotes.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func write(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	body := code + ": " + msg + "\n"
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Tus-Resumable", "1.0.0")
+	if r.Method != http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte(body))
+	}
+}
