@@ -174,9 +174,11 @@ func (i *Issuer) jwks() []map[string]string {
 			out = append(out, map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
 				"n": b64(pub.N.Bytes()), "e": b64(big.NewInt(int64(pub.E)).Bytes())})
 		case *ecdsa.PublicKey:
-			x, y := make([]byte, 32), make([]byte, 32)
-			pub.X.FillBytes(x)
-			pub.Y.FillBytes(y)
+			point, err := pub.Bytes() // 0x04 || X || Y
+			if err != nil || len(point) != 65 {
+				continue
+			}
+			x, y := point[1:33], point[33:]
 			out = append(out, map[string]string{"kty": "EC", "kid": kid, "alg": "ES256", "use": "sig", "crv": "P-256",
 				"x": b64(x), "y": b64(y)})
 		}
