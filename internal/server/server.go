@@ -236,6 +236,17 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "tusgate is running. tus uploads go to %s\n", s.cfg.BasePath)
+	if s.cfg.Dev {
+		base := "http://" + r.Host
+		fmt.Fprintf(w, `
+Development mode: get a token for any user name, then upload with it:
+
+  TOKEN=$(curl -s -X POST %[1]s%[2]s/token -d username=alice | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  curl -i -X POST %[1]s%[3]s -H "Authorization: Bearer $TOKEN" -H 'Tus-Resumable: 1.0.0' -H 'Upload-Length: 11'
+  curl -i -X PATCH <Location> -H "Authorization: Bearer $TOKEN" -H 'Tus-Resumable: 1.0.0' \
+       -H 'Upload-Offset: 0' -H 'Content-Type: application/offset+octet-stream' --data-binary 'hello world'
+`, base, devIssuerPath, s.cfg.BasePath)
+	}
 }
 
 // Ready reports the readiness checker, for tests and the healthcheck.
