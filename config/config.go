@@ -59,6 +59,8 @@ type Config struct {
 	DevTokenTTL time.Duration
 	// DevAllowRemote lets --dev listen on non-loopback addresses.
 	DevAllowRemote bool
+	// DisableExamples stops serving the example pages and /config.json.
+	DisableExamples bool
 
 	// S3 configures the S3 store; an empty Bucket selects the disk store.
 	S3 S3
@@ -100,6 +102,9 @@ type OIDC struct {
 	SubjectClaim string
 	// RequiredScopes must all be granted (scope claim or Auth0 permissions).
 	RequiredScopes []string
+	// ClientID is the public client ID of the browser application, handed
+	// to the example pages for their Auth0 login.
+	ClientID string
 }
 
 // AuthEnabled reports whether requests are authenticated.

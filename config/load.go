@@ -65,6 +65,8 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.Var(durationValue{&cfg.OIDC.Leeway}, "oidc-leeway", "clock skew `allowed` for exp, nbf and iat")
 	fs.StringVar(&cfg.OIDC.SubjectClaim, "oidc-subject-claim", cfg.OIDC.SubjectClaim, "`claim` that identifies the user")
 	fs.Var(&listValue{p: &cfg.OIDC.RequiredScopes}, "oidc-required-scopes", "`scopes` every token must grant (scope claim or Auth0 permissions)")
+	fs.StringVar(&cfg.OIDC.ClientID, "oidc-client-id", cfg.OIDC.ClientID, "public client `ID` of the browser app (Auth0 SPA), for the example pages' login")
+	fs.BoolVar(&cfg.DisableExamples, "disable-examples", cfg.DisableExamples, "do not serve the example pages and /config.json")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev, "development mode: built-in OpenID issuer under /dev/oidc/ (loopback only)")
 	fs.Var(durationValue{&cfg.DevTokenTTL}, "dev-token-ttl", "`lifetime` of development tokens")
 	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", cfg.DevAllowRemote, "let --dev listen on non-loopback addresses")

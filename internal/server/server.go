@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		mm.Handle("GET /metrics", metricsHandler)
 		s.metrics = &http.Server{Addr: cfg.MetricsListen, Handler: mm, ReadHeaderTimeout: 10 * time.Second}
 	}
-	mux.HandleFunc("GET /{$}", s.index)
+	s.registerPages(mux)
 
 	var root http.Handler = mux
 	root = recoverPanics(log, root)

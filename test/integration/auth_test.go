@@ -190,7 +190,7 @@ func TestAuthRejectsBadTokens(t *testing.T) {
 		t.Fatalf("unknown kids hammer the JWKS: %d fetches after %d", iss.JWKSFetches(), fetches)
 	}
 	// No token or part of one in the log.
-	log := a.g.log()
+	log := a.g.Log()
 	for _, secret := range []string{good, parts[2], confusedPEM} {
 		if strings.Contains(log, secret) {
 			t.Fatalf("a token appears in the log")
@@ -304,7 +304,7 @@ func TestAuthOwnership(t *testing.T) {
 		}
 
 		// Ownership survives a restart; alice finishes intact.
-		a.g.restart()
+		a.g.Restart()
 		if r := do(t, "HEAD", loc, bob, nil); r.Status != 404 {
 			t.Fatalf("bob's HEAD after restart: %d", r.Status)
 		}
@@ -404,7 +404,7 @@ func TestDevIssuer(t *testing.T) {
 	}
 	loc := r.Header.Get("Location")
 	// The signing key lives in the data dir: the token works after a restart.
-	g.restart()
+	g.Restart()
 	p := do(t, "PATCH", loc, with(bearer(tok), "Content-Type", "application/offset+octet-stream", "Upload-Offset", "0"), bytes.NewReader(data))
 	if p.Status != http.StatusNoContent {
 		t.Fatalf("PATCH after restart with the old token: %d %s", p.Status, p.Body)
@@ -413,7 +413,7 @@ func TestDevIssuer(t *testing.T) {
 	if r := do(t, "HEAD", loc, bearer(devToken(t, g, "mallory")), nil); r.Status != 404 {
 		t.Fatalf("another dev user's HEAD: %d", r.Status)
 	}
-	if !strings.Contains(g.log(), "DEVELOPMENT MODE") {
+	if !strings.Contains(g.Log(), "DEVELOPMENT MODE") {
 		t.Fatalf("no development banner in the log")
 	}
 	_ = fmt.Sprint

@@ -6,217 +6,33 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tusgate/tusgate/test/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds cmd/tusgate once per test process.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tusgate-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "tusgate")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/tusgate")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 // gate is one running tusgate process.
-type gate struct {
-	t       *testing.T
-	URL     string // http://127.0.0.1:PORT
-	args    []string
-	env     []string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	exitErr error
-}
+type gate = testenv.Gate
 
-// startGate starts tusgate with args (listen address and auth flag are
-// added) and waits until /healthz answers.
 func startGate(t *testing.T, env []string, args ...string) *gate {
 	t.Helper()
-	port := testenv.FreePort(t)
-	scheme := "http"
-	if slices.Contains(args, "--tls-cert") {
-		scheme = "https"
-	}
-	g := &gate{
-		t:       t,
-		URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
-		args:    append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug"}, args...),
-		env:     env,
-		logPath: filepath.Join(t.TempDir(), "tusgate.log"),
-	}
-	if !slices.Contains(args, "--oidc-issuer") && !slices.Contains(args, "--dev") {
-		g.args = append(g.args, "--insecure-no-auth")
-	}
-	g.start()
-	t.Cleanup(func() {
-		g.kill()
-		if t.Failed() {
-			t.Logf("tusgate log (%s):\n%s", g.logPath, tail(g.logPath, 60))
-		}
-	})
-	return g
+	return testenv.StartGate(t, env, args...)
 }
 
-func (g *gate) start() {
-	g.t.Helper()
-	logf, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	cmd := exec.Command(binary(g.t), g.args...)
-	cmd.Env = append(os.Environ(), g.env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		g.t.Fatal(err)
-	}
-	g.cmd = cmd
-	g.done = make(chan struct{})
-	go func() {
-		g.exitErr = cmd.Wait()
-		logf.Close()
-		close(g.done)
-	}()
-	g.waitHealthy()
-}
-
-func (g *gate) waitHealthy() {
-	g.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-g.done:
-			g.t.Fatalf("tusgate exited during start-up (%v):\n%s", g.exitErr, tail(g.logPath, 30))
-		default:
-		}
-		resp, err := healthClient.Get(g.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
-	g.t.Fatalf("tusgate did not answer /healthz within 15s:\n%s", tail(g.logPath, 30))
-}
-
-// healthClient checks liveness only, so it does not verify test certificates.
-var healthClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-
-// kill stops the process with SIGKILL (no chance to save anything).
-func (g *gate) kill() {
-	if g.cmd == nil {
-		return
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGKILL)
-	<-g.done
-	g.cmd = nil
-}
-
-// terminate sends SIGTERM and waits for the process to exit.
-func (g *gate) terminate(timeout time.Duration) {
-	g.t.Helper()
-	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		g.t.Fatal(err)
-	}
-	select {
-	case <-g.done:
-	case <-time.After(timeout):
-		g.t.Fatalf("tusgate did not exit within %v of SIGTERM", timeout)
-	}
-	g.cmd = nil
-}
-
-// restart starts the process again on the same address with the same settings.
-func (g *gate) restart() {
-	g.t.Helper()
-	if g.cmd != nil {
-		g.kill()
-	}
-	g.start()
-}
-
-func (g *gate) log() string { return readFile(g.logPath) }
-
-func readFile(p string) string {
-	b, _ := os.ReadFile(p)
-	return string(b)
-}
-
-func tail(p string, n int) string {
-	lines := strings.Split(strings.TrimRight(readFile(p), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// runGate runs tusgate to completion (for start-up failures) and returns its
-// exit code and output.
 func runGate(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), out.String()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0, out.String()
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("tusgate did not exit within 30s:\n%s", out.String())
-		return 0, ""
-	}
+	return testenv.RunGate(t, env, args...)
 }
+
+func tail(p string, n int) string { return testenv.Tail(p, n) }
 
 // payload returns n deterministic pseudo-random bytes and their SHA-256.
 func payload(n int64, seed uint64) ([]byte, string) {

@@ -168,7 +168,7 @@ func TestS3OutageAnswers(t *testing.T) {
 			t.Fatalf("raw S3 error text in the answer: %q", r.Body)
 		}
 	}
-	if !strings.Contains(g.log(), "storage backend failed") {
+	if !strings.Contains(g.Log(), "storage backend failed") {
 		t.Fatalf("the raw S3 error is not logged")
 	}
 
@@ -314,7 +314,7 @@ func TestHealthcheckCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("healthcheck against a running server: exit %d %s", code, out)
 	}
-	g.kill()
+	g.Kill()
 	code, _ = runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "http://")}, "healthcheck")
 	if code == 0 {
 		t.Fatalf("healthcheck against a dead server exited 0")

@@ -109,9 +109,9 @@ func TestKilledMidUploadThenResume(t *testing.T) {
 			errc <- err
 		}()
 		<-body.reached
-		g.kill()
+		g.Kill()
 		<-errc
-		g.restart()
+		g.Restart()
 
 		off := headOffset(t, loc)
 		if off < 0 || off > int64(len(data)) {
@@ -310,14 +310,14 @@ func TestSIGTERMDuringPatchSavesAndResumes(t *testing.T) {
 		}()
 		<-body.reached
 		start := time.Now()
-		g.terminate(10 * time.Second)
+		g.Terminate(10 * time.Second)
 		if took := time.Since(start); took > 4*time.Second {
 			t.Fatalf("shutdown took %v with --shutdown-timeout 3s", took)
 		}
-		if !strings.Contains(g.log(), "interrupting uploads still in flight") {
-			t.Fatalf("the PATCH was not interrupted by the shutdown:\n%s", tail(g.logPath, 20))
+		if !strings.Contains(g.Log(), "interrupting uploads still in flight") {
+			t.Fatalf("the PATCH was not interrupted by the shutdown:\n%s", tail(g.LogPath, 20))
 		}
-		g.start()
+		g.Start()
 		off := headOffset(t, loc)
 		if off <= 0 {
 			t.Fatalf("offset after SIGTERM = %d, want > 0 (received bytes are saved)", off)

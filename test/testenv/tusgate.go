@@ -1,0 +1,213 @@
+package testenv
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/tusgate once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tusgate-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tusgate")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/tusgate")
+		cmd.Dir = RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Gate is one running tusgate process, started from the binary Binary builds.
+type Gate struct {
+	t       testing.TB
+	URL     string // http://127.0.0.1:PORT (https with --tls-cert)
+	args    []string
+	env     []string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	exitErr error
+}
+
+// StartGate starts tusgate with args (listen address and auth flag are
+// added) and waits until /healthz answers.
+func StartGate(t testing.TB, env []string, args ...string) *Gate {
+	t.Helper()
+	port := FreePort(t)
+	scheme := "http"
+	if slices.Contains(args, "--tls-cert") {
+		scheme = "https"
+	}
+	g := &Gate{
+		t:       t,
+		URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
+		args:    append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug"}, args...),
+		env:     env,
+		LogPath: filepath.Join(t.TempDir(), "tusgate.log"),
+	}
+	if !slices.Contains(args, "--oidc-issuer") && !slices.Contains(args, "--dev") {
+		g.args = append(g.args, "--insecure-no-auth")
+	}
+	g.Start()
+	t.Cleanup(func() {
+		g.Kill()
+		if t.Failed() {
+			t.Logf("tusgate log (%s):\n%s", g.LogPath, Tail(g.LogPath, 60))
+		}
+	})
+	return g
+}
+
+// Start starts the process (again) with the same settings and waits until
+// /healthz answers.
+func (g *Gate) Start() {
+	g.t.Helper()
+	logf, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	cmd := exec.Command(Binary(g.t), g.args...)
+	cmd.Env = append(os.Environ(), g.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	g.cmd = cmd
+	g.done = make(chan struct{})
+	go func() {
+		g.exitErr = cmd.Wait()
+		logf.Close()
+		close(g.done)
+	}()
+	g.waitHealthy()
+}
+
+func (g *Gate) waitHealthy() {
+	g.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-g.done:
+			g.t.Fatalf("tusgate exited during start-up (%v):\n%s", g.exitErr, Tail(g.LogPath, 30))
+		default:
+		}
+		resp, err := healthClient.Get(g.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	g.t.Fatalf("tusgate did not answer /healthz within 15s:\n%s", Tail(g.LogPath, 30))
+}
+
+// healthClient checks liveness only, so it does not verify test certificates.
+var healthClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+// Kill stops the process with SIGKILL (no chance to save anything).
+func (g *Gate) Kill() {
+	if g.cmd == nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGKILL)
+	<-g.done
+	g.cmd = nil
+}
+
+// Terminate sends SIGTERM and waits for the process to exit.
+func (g *Gate) Terminate(timeout time.Duration) {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		g.t.Fatal(err)
+	}
+	select {
+	case <-g.done:
+	case <-time.After(timeout):
+		g.t.Fatalf("tusgate did not exit within %v of SIGTERM", timeout)
+	}
+	g.cmd = nil
+}
+
+// Restart starts the process again on the same address with the same settings.
+func (g *Gate) Restart() {
+	g.t.Helper()
+	if g.cmd != nil {
+		g.Kill()
+	}
+	g.Start()
+}
+
+// Log returns everything the process logged so far.
+func (g *Gate) Log() string { return readFile(g.LogPath) }
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// Tail returns the last n lines of the file at p.
+func Tail(p string, n int) string {
+	lines := strings.Split(strings.TrimRight(readFile(p), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// RunGate runs tusgate to completion (for start-up failures) and returns its
+// exit code and output.
+func RunGate(t testing.TB, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), out.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out.String()
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("tusgate did not exit within 30s:\n%s", out.String())
+		return 0, ""
+	}
+}
