@@ -187,15 +187,17 @@ func TestAuthModes(t *testing.T) {
 		}
 	}
 	bad := map[string][]string{
-		"choose one of":                    {"--dev", "--insecure-no-auth"},
-		"--oidc-audience is required":      {"--oidc-issuer", "https://tenant.auth0.com/"},
-		"must be an https URL":             {"--oidc-issuer", "http://tenant.auth0.com/", "--oidc-audience", "x"},
-		`"HS256" is not accepted`:          {"--insecure-no-auth", "--oidc-algorithms", "RS256,HS256"},
-		`"none" is not accepted`:           {"--insecure-no-auth", "--oidc-algorithms", "none"},
-		"--dev-allow-remote":               {"--dev", "--listen", ":8080"},
-		"--dev-token-ttl":                  {"--dev", "--dev-token-ttl", "1s"},
-		"--oidc-jwks-refresh":              {"--insecure-no-auth", "--oidc-jwks-refresh", "1s"},
-		"--oidc-subject-claim must not be": {"--insecure-no-auth", "--oidc-subject-claim", " "},
+		"choose one of":                                          {"--dev", "--insecure-no-auth"},
+		"--oidc-audience is required":                            {"--oidc-issuer", "https://tenant.auth0.com/"},
+		"must be an https URL":                                   {"--oidc-issuer", "http://tenant.auth0.com/", "--oidc-audience", "x"},
+		`"HS256" is not accepted`:                                {"--insecure-no-auth", "--oidc-algorithms", "RS256,HS256"},
+		`"none" is not accepted`:                                 {"--insecure-no-auth", "--oidc-algorithms", "none"},
+		"--dev-allow-remote":                                     {"--dev", "--listen", ":8080"},
+		"--dev-token-ttl":                                        {"--dev", "--dev-token-ttl", "1s"},
+		"--oidc-jwks-refresh":                                    {"--insecure-no-auth", "--oidc-jwks-refresh", "1s"},
+		"--oidc-subject-claim must not be":                       {"--insecure-no-auth", "--oidc-subject-claim", " "},
+		"--oidc-audience has no effect with --dev":               {"--dev", "--oidc-audience", "x"},
+		"--oidc-client-id has no effect with --insecure-no-auth": {"--insecure-no-auth", "--oidc-client-id", "abc"},
 	}
 	for want, args := range bad {
 		_, err := Load(args, env())

@@ -109,6 +109,25 @@ func (c *Config) validateAuth() Problems {
 	case modes > 1:
 		add("choose one of --oidc-issuer, --dev and --insecure-no-auth")
 	}
+	if c.Dev || c.InsecureNoAuth {
+		mode := "--dev"
+		if c.InsecureNoAuth {
+			mode = "--insecure-no-auth"
+		}
+		for _, f := range []struct {
+			flag string
+			set  bool
+		}{
+			{"--oidc-audience", len(c.OIDC.Audiences) > 0},
+			{"--oidc-jwks-url", c.OIDC.JWKSURL != ""},
+			{"--oidc-required-scopes", len(c.OIDC.RequiredScopes) > 0},
+			{"--oidc-client-id", c.OIDC.ClientID != ""},
+		} {
+			if f.set {
+				add("%s has no effect with %s; remove it (it configures --oidc-issuer)", f.flag, mode)
+			}
+		}
+	}
 	if c.OIDC.Issuer != "" {
 		if u, err := url.Parse(c.OIDC.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
 			add("--oidc-issuer %q must be an https URL (http only on loopback)", c.OIDC.Issuer)

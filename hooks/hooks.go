@@ -84,15 +84,21 @@ func BindOwner(ctx context.Context, meta handler.MetaData) (handler.FileInfoChan
 	if p == nil {
 		return handler.FileInfoChanges{}, errUnauthenticated
 	}
+	out := StripReserved(meta)
+	out[MetaOwner] = p.Subject
+	out[MetaIssuer] = p.Issuer
+	return handler.FileInfoChanges{ID: NewUploadID(p), MetaData: out}, nil
+}
+
+// StripReserved returns meta without the keys only tusgate may set.
+func StripReserved(meta handler.MetaData) handler.MetaData {
 	out := make(handler.MetaData, len(meta)+2)
 	for k, v := range meta {
 		if !strings.HasPrefix(strings.ToLower(k), reservedPrefix) {
 			out[k] = v
 		}
 	}
-	out[MetaOwner] = p.Subject
-	out[MetaIssuer] = p.Issuer
-	return handler.FileInfoChanges{ID: NewUploadID(p), MetaData: out}, nil
+	return out
 }
 
 // Authorize allows the caller in ctx to reach upload id only if the ID lies

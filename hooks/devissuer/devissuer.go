@@ -54,7 +54,7 @@ type Options struct {
 	Audience string
 	// TokenTTL is the lifetime of minted tokens (default DefaultTokenTTL, minimum one second).
 	TokenTTL time.Duration
-	// KeyFile is where the signing key is kept (PEM, mode 0600), e.g. <data-dir>/dev-issuer-key.pem. It is created
+	// KeyFile is where the signing key is kept (PEM, mode 0600), e.g. <data-dir>/dev-issuer/key.pem. It is created
 	// if missing and reused if present, so tokens survive a restart. If empty, an ephemeral key is used.
 	KeyFile string
 	// Log receives diagnostics; nil discards them. Tokens are never logged.

@@ -13,8 +13,9 @@ import (
 )
 
 const (
-	defaultRefresh  = time.Hour
-	defaultLeeway   = 30 * time.Second
+	defaultRefresh = time.Hour
+	// DefaultLeeway is the usual clock skew allowance (--oidc-leeway).
+	DefaultLeeway   = 30 * time.Second
 	maxLeeway       = 5 * time.Minute
 	minRefresh      = time.Second
 	httpTimeout     = 10 * time.Second
@@ -111,8 +112,6 @@ func (cfg Config) settings() (settings, error) {
 		add("--oidc-jwks-refresh %v is too short (default 1h)", s.refresh)
 	}
 	switch {
-	case s.leeway == 0:
-		s.leeway = defaultLeeway
 	case s.leeway < 0 || s.leeway > maxLeeway:
 		add("--oidc-leeway %v must be between 0 and %v (default 30s)", s.leeway, maxLeeway)
 	}

@@ -35,7 +35,8 @@ type Config struct {
 	// Algorithms are the allowed JWS algorithms (default RS256, ES256).
 	// "none" and every HS* are always refused, even if listed.
 	Algorithms []string
-	// Leeway is the clock skew allowed for exp, nbf and iat (default 30s).
+	// Leeway is the clock skew allowed for exp, nbf and iat. Zero means
+	// none; tusgate's --oidc-leeway defaults to 30s (DefaultLeeway).
 	Leeway time.Duration
 	// SubjectClaim names the claim that identifies the caller (default
 	// "sub"); it must be a non-empty string.

@@ -165,7 +165,9 @@ func TestVerifyRefuses(t *testing.T) {
 
 func TestVerifyLeeway(t *testing.T) {
 	idp := newIdP(t)
-	v := idp.verifier(idp.config())
+	cfg := idp.config()
+	cfg.Leeway = DefaultLeeway
+	v := idp.verifier(cfg)
 	now := time.Now()
 	c := idp.claims()
 	c["exp"] = now.Add(-10 * time.Second).Unix()
@@ -173,6 +175,11 @@ func TestVerifyLeeway(t *testing.T) {
 	c["iat"] = now.Add(10 * time.Second).Unix()
 	if _, err := v.Verify(context.Background(), idp.sign(idp.ES, c)); err != nil {
 		t.Fatalf("token within the 30s leeway: %v", err)
+	}
+	// Zero leeway is zero: the same token is refused.
+	strict := idp.verifier(idp.config())
+	if _, err := strict.Verify(context.Background(), idp.sign(idp.ES, c)); err == nil {
+		t.Fatal("expired token accepted with zero leeway")
 	}
 }
 
@@ -701,7 +708,7 @@ func TestConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.refresh != time.Hour || s.leeway != 30*time.Second || s.subjectClaim != "sub" ||
+	if s.refresh != time.Hour || s.leeway != 0 || s.subjectClaim != "sub" ||
 		!slices.Equal(s.algorithms, []string{"RS256", "ES256"}) || s.client.Timeout != 10*time.Second {
 		t.Errorf("defaults: %+v", s)
 	}

@@ -82,7 +82,10 @@ func (s *Server) devIssuer() (*devissuer.Issuer, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
+	// The issuer URL is only the tokens' "iss" and where this process fetches
+	// its own keys (in-process), so it names loopback however pages reach
+	// the server (--dev-allow-remote).
+	if host != "localhost" && host != "::1" {
 		host = "127.0.0.1"
 	}
 	scheme := "http"

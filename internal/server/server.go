@@ -227,7 +227,7 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
 	}
 	if !s.cfg.AuthEnabled() {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: meta}, nil
+		return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: hooks.StripReserved(meta)}, nil
 	}
 	changes, err := hooks.BindOwner(hook.Context, meta)
 	return handler.HTTPResponse{}, changes, err
@@ -238,6 +238,9 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "tusgate is running. tus uploads go to %s\n", s.cfg.BasePath)
 	if s.cfg.Dev {
 		base := "http://" + r.Host
+		if r.TLS != nil {
+			base = "https://" + r.Host
+		}
 		fmt.Fprintf(w, `
 Development mode: get a token for any user name, then upload with it:
 
