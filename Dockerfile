@@ -3,15 +3,21 @@
 #   docker build --build-arg VERSION=1.2.3 -t tusgate:1.2.3 .
 #
 # Stages:
-#   build    compiles the static tusgate binary.
-#   (planned) a Node stage that builds the example front ends under examples/
-#            will be added here once they exist; its output is then copied into
-#            the runtime stage. Nothing in examples/ is built today.
+#   pages    builds the example front ends (examples/, esbuild) into dist/.
+#   build    compiles the static tusgate binary, embedding those pages.
 #   runtime  distroless, no shell, runs as nonroot (65532:65532).
 #
 # Works with BuildKit and the legacy builder (no RUN --mount).
 
 ARG GO_VERSION=1.26
+ARG NODE_VERSION=20
+
+FROM node:${NODE_VERSION}-bookworm-slim AS pages
+WORKDIR /src/examples
+COPY examples/package.json examples/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY examples/ ./
+RUN npm run build
 
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
@@ -23,14 +29,14 @@ COPY go.mod go.sum ./
 RUN go mod download && go mod verify
 
 COPY . .
+# The pages built above replace the placeholder; go:embed takes them in.
+COPY --from=pages /src/examples/dist/ ./examples/dist/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
         -ldflags "-s -w -X main.version=${VERSION}" \
         -o /out/tusgate ./cmd/tusgate \
     && /out/tusgate version \
     && mkdir -p /out/data
-
-# --- planned: Node stage for the example front ends goes here ---
 
 FROM gcr.io/distroless/static-debian12:nonroot AS runtime
 
