@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash test/tools/deps.sh
+echo "== example pages (esbuild; embedded into the binary the tests build)"
+bash scripts/build-examples.sh
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files -co --exclude-standard '*.go'))

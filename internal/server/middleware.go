@@ -136,7 +136,11 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 //     from byte 0;
 //   - 503 and 423 always carry Retry-After;
 //   - tusd's catch-all 500 body, which carries the raw error text, is
-//     replaced by a generic message (the raw error is in the log).
+//     replaced by a generic message (the raw error is in the log);
+//   - tusd's 400 ERR_UPLOAD_INTERRUPTED (another request took the upload's
+//     lock, or the lock's lease was lost) becomes 503 with Retry-After:
+//     nothing is wrong with the request, and tus-js-client does not retry
+//     a 400.
 func guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g := &guardWriter{ResponseWriter: w, head: r.Method == http.MethodHead}
@@ -155,14 +159,17 @@ type guardWriter struct {
 	swallow bool // the original body of a rewritten answer is dropped
 }
 
-var internalErrPrefix = []byte("ERR_INTERNAL_SERVER_ERROR")
+var (
+	internalErrPrefix    = []byte("ERR_INTERNAL_SERVER_ERROR")
+	interruptedErrPrefix = []byte("ERR_UPLOAD_INTERRUPTED")
+)
 
 func (g *guardWriter) WriteHeader(code int) {
 	switch {
 	case code < 200:
 		g.ResponseWriter.WriteHeader(code)
 	case g.written || g.pending != 0:
-	case code >= 500:
+	case code >= 500 || code == http.StatusBadRequest:
 		g.pending = code
 	default:
 		g.written = true
@@ -187,6 +194,16 @@ func (g *guardWriter) flush(body []byte) {
 	g.pending = 0
 	g.written = true
 	h := g.Header()
+	if code == http.StatusBadRequest {
+		if !bytes.HasPrefix(body, interruptedErrPrefix) {
+			g.ResponseWriter.WriteHeader(code)
+			if len(body) > 0 {
+				_, _ = g.ResponseWriter.Write(body)
+			}
+			return
+		}
+		code = http.StatusServiceUnavailable
+	}
 	if code == http.StatusInternalServerError && (len(body) == 0 || bytes.HasPrefix(body, internalErrPrefix)) {
 		body = []byte("ERR_INTERNAL_SERVER_ERROR: internal error; retry later\n")
 		g.swallow = true

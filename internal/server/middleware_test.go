@@ -134,3 +134,15 @@ func TestInflightWait(t *testing.T) {
 	<-done
 	<-idle
 }
+
+func TestGuardMakesInterruptionsRetryable(t *testing.T) {
+	w := serve(guard(tusdError(handler.ErrUploadInterrupted)), http.MethodPatch, "/files/x", nil)
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" || !strings.HasPrefix(w.Body.String(), "ERR_UPLOAD_INTERRUPTED") {
+		t.Fatalf("interrupted PATCH: %d %q %q", w.Code, w.Header().Get("Retry-After"), w.Body.String())
+	}
+	// Other 400s pass unchanged, body included.
+	w = serve(guard(tusdError(handler.ErrInvalidOffset)), http.MethodPatch, "/files/x", nil)
+	if w.Code != 400 || !strings.HasPrefix(w.Body.String(), "ERR_INVALID_OFFSET") {
+		t.Fatalf("400: %d %q", w.Code, w.Body.String())
+	}
+}

@@ -106,4 +106,19 @@ REDIS=$(find_redis)
 [[ -n $REDIS ]] || die "redis-server still missing after installing package redis-server"
 [[ -x $CHROMIUM ]] || die "$CHROMIUM still missing after installing package chromium"
 
+# npm packages of the browser tests (playwright-core drives the Debian
+# chromium; it downloads no browser). Installed again only when the lockfile
+# changed.
+npm_ci() {
+	local dir=$ROOT/$1 stamp=$ROOT/$1/node_modules/.lock-stamp
+	[[ -f $dir/package-lock.json ]] || die "$1/package-lock.json is missing"
+	if [[ ! -f $stamp ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+		command -v npm >/dev/null || die "npm is missing; install Node.js (with npm)"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in $1 failed"
+		cp "$dir/package-lock.json" "$stamp"
+		echo "deps: installed npm packages in $1"
+	fi
+}
+npm_ci test/e2e
+
 echo "deps: versitygw $BIN/versitygw, staticcheck $BIN/staticcheck, redis-server $REDIS, chromium $CHROMIUM"
