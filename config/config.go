@@ -64,6 +64,18 @@ type Config struct {
 
 	// S3 configures the S3 store; an empty Bucket selects the disk store.
 	S3 S3
+
+	// RedisURL (redis:// or rediss://), when set, makes upload locks shared
+	// through Redis so that several instances can serve the same uploads.
+	RedisURL string
+	// RedisLockLease is how long a lock outlives its holder's last renewal:
+	// the time another instance waits for an upload whose holder died.
+	RedisLockLease time.Duration
+	// RedisPasswordFile holds the Redis password (instead of the URL).
+	RedisPasswordFile string
+	// RedisPassword comes from TUSGATE_REDIS_PASSWORD or RedisPasswordFile,
+	// never from a flag (flags show in process listings).
+	RedisPassword string
 }
 
 // S3 configures the S3 store. Credentials never come from here, only from
@@ -132,6 +144,7 @@ func Default() Config {
 		ShutdownTimeout: 25 * time.Second,
 		NetworkTimeout:  60 * time.Second,
 		DevTokenTTL:     time.Hour,
+		RedisLockLease:  30 * time.Second,
 		OIDC: OIDC{
 			JWKSRefresh:  time.Hour,
 			Algorithms:   []string{"RS256", "ES256"},

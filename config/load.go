@@ -71,6 +71,9 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.Var(durationValue{&cfg.DevTokenTTL}, "dev-token-ttl", "`lifetime` of development tokens")
 	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", cfg.DevAllowRemote, "let --dev listen on non-loopback addresses")
 
+	fs.StringVar(&cfg.RedisURL, "redis-url", cfg.RedisURL, "Redis `URL` (redis:// or rediss://) for upload locks shared by several instances")
+	fs.Var(durationValue{&cfg.RedisLockLease}, "redis-lock-lease", "`lease` of an upload lock after its holder's last renewal (see docs/scaling.md)")
+	fs.StringVar(&cfg.RedisPasswordFile, "redis-password-file", cfg.RedisPasswordFile, "`file` holding the Redis password (or set TUSGATE_REDIS_PASSWORD)")
 	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", cfg.S3.Bucket, "S3 `bucket` for uploads (empty: store in --data-dir)")
 	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", cfg.S3.Endpoint, "S3 endpoint `URL` for MinIO, R2, … (also AWS_ENDPOINT_URL_S3)")
 	fs.StringVar(&cfg.S3.Region, "s3-region", cfg.S3.Region, "S3 `region` (default: the AWS chain; us-east-1 with a custom endpoint)")
@@ -111,6 +114,10 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 			problems = append(problems, fmt.Sprintf("%s: %v", EnvName(f.Name), err))
 		}
 	})
+
+	if v, ok := lookupEnv(EnvPrefix + "REDIS_PASSWORD"); ok {
+		cfg.RedisPassword = v
+	}
 
 	if cfg.ConfigFile != "" {
 		problems = append(problems, applyFile(fs, cfg.ConfigFile, func(name string) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -85,6 +86,7 @@ func (c *Config) Validate() Problems {
 	}
 
 	p = append(p, c.validateAuth()...)
+	p = append(p, c.validateRedis()...)
 
 	if c.UsesS3() {
 		p = append(p, c.S3.validate()...)
@@ -169,6 +171,42 @@ func (c *Config) validateAuth() Problems {
 		}
 	}
 	return p
+}
+
+// validateRedis checks the Redis settings and reads the password file.
+func (c *Config) validateRedis() Problems {
+	var p Problems
+	if c.RedisURL == "" {
+		if c.RedisPasswordFile != "" {
+			p = append(p, "--redis-password-file needs --redis-url")
+		}
+		return p
+	}
+	u, err := url.Parse(c.RedisURL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		p = append(p, fmt.Sprintf("--redis-url must look like redis://host:6379/0 or rediss://host:6380/0 (got %q)", redactURL(c.RedisURL)))
+	}
+	if c.RedisLockLease < 2*time.Second || c.RedisLockLease > 10*time.Minute {
+		p = append(p, fmt.Sprintf("--redis-lock-lease %v must be between 2s and 10m (default 30s)", c.RedisLockLease))
+	}
+	if c.RedisPasswordFile != "" {
+		b, err := os.ReadFile(c.RedisPasswordFile)
+		if err != nil {
+			p = append(p, fmt.Sprintf("--redis-password-file: %v", err))
+		} else {
+			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	return p
+}
+
+// redactURL hides a password in a URL for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // isLoopback reports whether host names this machine only.

@@ -183,7 +183,13 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		filestore.New(dir).UseIn(composer)
 		s.log.Info("storing uploads on local disk", "dir", dir)
 	}
-	memorylocker.New().UseIn(composer)
+	if cfg.RedisURL != "" {
+		if err := s.useRedisLocker(ctx, composer, reg); err != nil {
+			return nil, err
+		}
+	} else {
+		memorylocker.New().UseIn(composer)
+	}
 	return safestore.Wrap(composer, opt), nil
 }
 
