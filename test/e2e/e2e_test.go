@@ -362,7 +362,7 @@ func TestPagesResumeAfterReload(t *testing.T) {
 func TestPagesRefreshTokensDuringLongUpload(t *testing.T) {
 	dir := t.TempDir()
 	f := makeFile(t, dir, "slow.bin", 64*MiB, 7)
-	e := start(t, "--dev-token-ttl", "10s")
+	e := start(t, "--dev-token-ttl", "10s", "--oidc-leeway", "1s")
 	began := time.Now()
 	d := runDriver(t, e.gate, "dropzone", []file{f}, "--scenario", "wait", "--chunk", strconv.Itoa(4*MiB), "--throttle", strconv.Itoa(2*MiB))
 	// Restart once the first token has expired.
