@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/tusgate/tusgate/hooks/oidc"
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // Verifier checks access tokens; *oidc.Verifier is the implementation.
@@ -53,14 +53,14 @@ func deny(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
 	case errors.As(err, &tokenErr) && tokenErr.Missing:
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q`, realm))
-		write(w, r, http.StatusUnauthorized, "ERR_UNAUTHENTICATED", "send an access token: Authorization: Bearer <token>")
+		tuserror.Write(w, r, http.StatusUnauthorized, "ERR_UNAUTHENTICATED", "send an access token: Authorization: Bearer <token>")
 	case errors.As(err, &tokenErr):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description=%q`, realm, quoteSafe(tokenErr.Desc)))
-		write(w, r, http.StatusUnauthorized, "ERR_INVALID_TOKEN", tokenErr.Desc+"; log in again")
+		tuserror.Write(w, r, http.StatusUnauthorized, "ERR_INVALID_TOKEN", tokenErr.Desc+"; log in again")
 	case errors.As(err, &scopeErr):
 		scope := strings.Join(scopeErr.Missing, " ")
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, realm, quoteSafe(scope)))
-		write(w, r, http.StatusForbidden, "ERR_INSUFFICIENT_SCOPE", "the token lacks the scope(s): "+scope)
+		tuserror.Write(w, r, http.StatusForbidden, "ERR_INSUFFICIENT_SCOPE", "the token lacks the scope(s): "+scope)
 	default:
 		if !errors.Is(err, oidc.ErrKeysUnavailable) {
 			log.ErrorContext(r.Context(), "token verification failed unexpectedly", "error", err.Error())
@@ -70,7 +70,7 @@ func deny(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 		if r.Method == http.MethodHead {
 			status = http.StatusLocked
 		}
-		write(w, r, status, "ERR_AUTH_UNAVAILABLE", "cannot verify tokens right now; retry later")
+		tuserror.Write(w, r, status, "ERR_AUTH_UNAVAILABLE", "cannot verify tokens right now; retry later")
 	}
 }
 
@@ -82,19 +82,4 @@ func quoteSafe(s string) string {
 		}
 		return r
 	}, s)
-}
-
-func write(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	body := code + ": " + msg + "\n"
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Tus-Resumable", "1.0.0")
-	if r.Method != http.MethodHead {
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-	}
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(body))
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // CORS lists, on top of tusd's, the headers a browser page must be able to
@@ -39,7 +41,7 @@ func cors(origins []string, behindProxy bool, next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			writeError(w, r, http.StatusForbidden, "ERR_ORIGIN_NOT_ALLOWED",
+			tuserror.Write(w, r, http.StatusForbidden, "ERR_ORIGIN_NOT_ALLOWED",
 				"this origin may not upload here; the operator can allow it with --cors-origins")
 			return
 		}
@@ -75,21 +77,6 @@ func requestOrigin(r *http.Request, behindProxy bool) string {
 	return scheme + "://" + host
 }
 
-// writeError writes a tus-style error: a short code and a message.
-func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	body := code + ": " + msg + "\n"
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if r.Method != http.MethodHead {
-		h.Set("Content-Length", strconv.Itoa(len(body)))
-	}
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(body))
-	}
-}
-
 // checkDraftHeaders refuses IETF-draft creation requests whose Content-Type
 // or Content-Disposition tusd could not parse; tusd would answer those with
 // a 500 carrying the parser's message.
@@ -99,14 +86,14 @@ func checkDraftHeaders(enabled bool, next http.Handler) http.Handler {
 			for _, name := range []string{"Content-Type", "Content-Disposition"} {
 				if v := r.Header.Get(name); v != "" {
 					if _, _, err := mime.ParseMediaType(v); err != nil {
-						writeError(w, r, http.StatusBadRequest, "ERR_INVALID_HEADER", name+" is malformed")
+						tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_HEADER", name+" is malformed")
 						return
 					}
 				}
 			}
 		}
 		if len(r.Header.Values("Upload-Metadata")) > 1 {
-			writeError(w, r, http.StatusBadRequest, "ERR_INVALID_METADATA", "send Upload-Metadata once")
+			tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_METADATA", "send Upload-Metadata once")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -123,7 +110,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 					panic(v)
 				}
 				log.Error("panic while handling request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				writeError(w, r, http.StatusInternalServerError, "ERR_INTERNAL_SERVER_ERROR", "internal error; retry later")
+				tuserror.Write(w, r, http.StatusInternalServerError, "ERR_INTERNAL_SERVER_ERROR", "internal error; retry later")
 			}
 		}()
 		next.ServeHTTP(w, r)
