@@ -305,9 +305,15 @@ func TestPagesUploadThreeFilesAtOnce(t *testing.T) {
 func TestPagesCancelAbortsMultipartUpload(t *testing.T) {
 	dir := t.TempDir()
 	big := makeFile(t, dir, "cancel-me.bin", 300*MiB, 4)
+	for _, page := range []string{"dropzone", "uppy"} {
+		t.Run(page, func(t *testing.T) { cancelOn(t, page, big) })
+	}
+}
+
+func cancelOn(t *testing.T, page string, big file) {
 	e := start(t)
 	// Throttled so that the cancel surely lands mid-upload.
-	d := runDriver(t, e.gate, "dropzone", []file{big}, "--scenario", "cancel", "--throttle", strconv.Itoa(40*MiB))
+	d := runDriver(t, e.gate, page, []file{big}, "--scenario", "cancel", "--throttle", strconv.Itoa(40*MiB))
 	d.finish(t)
 	created := d.of("created", big.Name)
 	if len(created) != 1 || len(d.of("cancelled", big.Name)) != 1 || len(d.of("success", big.Name)) != 0 {
@@ -341,8 +347,14 @@ func TestPagesSurviveServerRestart(t *testing.T) {
 func TestPagesResumeAfterReload(t *testing.T) {
 	dir := t.TempDir()
 	big := makeFile(t, dir, "reload.bin", 300*MiB, 6)
+	for _, page := range []string{"dropzone", "uppy"} {
+		t.Run(page, func(t *testing.T) { reloadOn(t, page, big) })
+	}
+}
+
+func reloadOn(t *testing.T, page string, big file) {
 	e := start(t)
-	d := runDriver(t, e.gate, "dropzone", []file{big}, "--scenario", "reload", "--throttle", strconv.Itoa(60*MiB))
+	d := runDriver(t, e.gate, page, []file{big}, "--scenario", "reload", "--throttle", strconv.Itoa(60*MiB))
 	d.finish(t)
 	if len(d.of("resumed", big.Name)) != 1 {
 		t.Fatalf("the reloaded page did not resume the upload: %d resumed events", len(d.of("resumed", big.Name)))
@@ -362,9 +374,15 @@ func TestPagesResumeAfterReload(t *testing.T) {
 func TestPagesRefreshTokensDuringLongUpload(t *testing.T) {
 	dir := t.TempDir()
 	f := makeFile(t, dir, "slow.bin", 64*MiB, 7)
+	for _, page := range []string{"dropzone", "uppy"} {
+		t.Run(page, func(t *testing.T) { longUploadOn(t, page, f) })
+	}
+}
+
+func longUploadOn(t *testing.T, page string, f file) {
 	e := start(t, "--dev-token-ttl", "10s", "--oidc-leeway", "1s")
 	began := time.Now()
-	d := runDriver(t, e.gate, "dropzone", []file{f}, "--scenario", "wait", "--chunk", strconv.Itoa(4*MiB), "--throttle", strconv.Itoa(2*MiB))
+	d := runDriver(t, e.gate, page, []file{f}, "--scenario", "wait", "--chunk", strconv.Itoa(4*MiB), "--throttle", strconv.Itoa(2*MiB))
 	// Restart once the first token has expired.
 	d.until(t, "upload under way after the first token expired", func(ev event) bool {
 		return ev.Event == "progress" && ev.File == f.Name && time.Since(began) > 14*time.Second
