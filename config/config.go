@@ -94,6 +94,12 @@ type S3 struct {
 	ConcurrentPartUploads int
 	// TempDir holds parts on their way to S3; empty means DataDir/s3-tmp.
 	TempDir string
+	// StorageClass of finished objects (empty: the bucket's default).
+	StorageClass string
+	// SSE is server-side encryption for everything written: "", "AES256"
+	// or "aws:kms" (with SSEKMSKeyID, or the account's default key).
+	SSE         string
+	SSEKMSKeyID string
 }
 
 // OIDC configures access-token verification against an OpenID issuer.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -16,6 +17,9 @@ const (
 	s3MaxPartSize = 5 * GiB
 	s3MaxObject   = 5 * TiB
 )
+
+// storageClasses S3 accepts for new objects.
+var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE"}
 
 // reservedPaths are served by tusgate itself and cannot hold uploads.
 var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/dev/"}
@@ -240,6 +244,17 @@ func (s *S3) validate() Problems {
 	}
 	if s.ConcurrentPartUploads < 1 {
 		add("--s3-concurrent-part-uploads must be at least 1 (default 10)")
+	}
+	switch s.SSE {
+	case "", "AES256", "aws:kms":
+	default:
+		add("--s3-sse %q: use AES256 or aws:kms", s.SSE)
+	}
+	if s.SSEKMSKeyID != "" && s.SSE != "aws:kms" {
+		add("--s3-sse-kms-key-id needs --s3-sse aws:kms")
+	}
+	if s.StorageClass != "" && !slices.Contains(storageClasses, s.StorageClass) {
+		add("--s3-storage-class %q: use one of %s", s.StorageClass, strings.Join(storageClasses, ", "))
 	}
 	if strings.HasPrefix(s.ObjectPrefix, "/") || strings.Contains(s.ObjectPrefix, "..") {
 		add("--s3-object-prefix %q must not start with / or contain ..", s.ObjectPrefix)

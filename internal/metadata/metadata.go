@@ -114,6 +114,9 @@ func Clean(meta handler.MetaData, maxSize int) (handler.MetaData, error) {
 // have been checked.
 func clean(meta handler.MetaData, keys []string) (handler.MetaData, error) {
 	for _, k := range keys {
+		if k == "filename" {
+			continue // sanitised below rather than refused: browsers send what the OS allows
+		}
 		if err := checkValue(k, meta[k]); err != nil {
 			return nil, err
 		}

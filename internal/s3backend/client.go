@@ -19,8 +19,16 @@ import (
 // guardedClient is the S3 client s3store talks to. It passes every call
 // through, except for two repairs s3store needs:
 //
-//   - CreateMultipartUpload: user metadata is cut to what S3 stores
-//     (printable ASCII, 2 KiB); the full metadata stays in the .info object.
+//   - CreateMultipartUpload (and the PutObject of a concatenated final
+//     upload): the object gets the upload's validated metadata as S3 user
+//     metadata (non-ASCII values as RFC 2047 words, cut to 2 KiB; the full
+//     metadata stays in the .info object), a Content-Disposition carrying
+//     the sanitised file name, and the configured storage class and
+//     server-side encryption. s3store itself passes a lossy copy of the
+//     metadata ("?" for every non-ASCII character) and nothing else;
+//     internal/safestore hands the original over in the context.
+//   - PutObject of .info and .part objects: the configured server-side
+//     encryption (they hold metadata and data too).
 //   - ListParts: s3store uploads an upload's parts concurrently and derives
 //     the offset from the sum of the listed parts and the next part number
 //     from their count (tus/tusd#1315). A part upload that failed, or a
@@ -42,7 +50,8 @@ import (
 // All of it runs under tusd's per-upload lock, which s3store's callers hold.
 type guardedClient struct {
 	*s3.Client
-	log *slog.Logger
+	log      *slog.Logger
+	settings objectSettings
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -55,8 +64,15 @@ type partState struct {
 	failed   bool
 }
 
-func newGuardedClient(client *s3.Client, log *slog.Logger) *guardedClient {
-	c := &guardedClient{Client: client, log: log, parts: map[string]*partState{}}
+// objectSettings apply to the objects tusgate writes.
+type objectSettings struct {
+	StorageClass string // finished objects only
+	SSE          string // "", AES256, aws:kms
+	SSEKMSKeyID  string
+}
+
+func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *guardedClient {
+	c := &guardedClient{Client: client, log: log, settings: settings, parts: map[string]*partState{}}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
@@ -93,7 +109,17 @@ func (c *guardedClient) UploadPart(ctx context.Context, in *s3.UploadPartInput, 
 }
 
 func (c *guardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	if objectKey, ok := strings.CutSuffix(aws.ToString(in.Key), ".part"); ok {
+	key := aws.ToString(in.Key)
+	if !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") {
+		c.finalObject(ctx, in)
+	}
+	if c.settings.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(c.settings.SSE)
+		if c.settings.SSEKMSKeyID != "" {
+			in.SSEKMSKeyId = aws.String(c.settings.SSEKMSKeyID)
+		}
+	}
+	if objectKey, ok := strings.CutSuffix(key, ".part"); ok {
 		c.mu.Lock()
 		for c.parts[objectKey] != nil && c.parts[objectKey].inflight > 0 {
 			c.cond.Wait()
@@ -108,8 +134,43 @@ func (c *guardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, op
 }
 
 func (c *guardedClient) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
-	in.Metadata = metadata.ForS3(in.Metadata)
+	meta := metadata.FromContext(ctx)
+	if meta == nil {
+		meta = in.Metadata
+	}
+	in.Metadata = metadata.ForS3(meta)
+	if cd := metadata.ContentDisposition(meta); cd != "" {
+		in.ContentDisposition = aws.String(cd)
+	}
+	if c.settings.StorageClass != "" {
+		in.StorageClass = types.StorageClass(c.settings.StorageClass)
+	}
+	if c.settings.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(c.settings.SSE)
+		if c.settings.SSEKMSKeyID != "" {
+			in.SSEKMSKeyId = aws.String(c.settings.SSEKMSKeyID)
+		}
+	}
 	return c.Client.CreateMultipartUpload(ctx, in, opts...)
+}
+
+// finalObject sets on a PutObject of a finished upload (s3store's
+// concatenation of small partials) what CreateMultipartUpload sets.
+func (c *guardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) {
+	meta := metadata.FromContext(ctx)
+	if meta == nil {
+		return
+	}
+	in.Metadata = metadata.ForS3(meta)
+	if ft := meta["filetype"]; ft != "" {
+		in.ContentType = aws.String(ft)
+	}
+	if cd := metadata.ContentDisposition(meta); cd != "" {
+		in.ContentDisposition = aws.String(cd)
+	}
+	if c.settings.StorageClass != "" {
+		in.StorageClass = types.StorageClass(c.settings.StorageClass)
+	}
 }
 
 func (c *guardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {

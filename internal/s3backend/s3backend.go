@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		return nil, err
 	}
 
-	store := s3store.New(s.Bucket, newGuardedClient(client, log))
+	store := s3store.New(s.Bucket, newGuardedClient(client, log, objectSettings{StorageClass: s.StorageClass, SSE: s.SSE, SSEKMSKeyID: s.SSEKMSKeyID}))
 	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
 	store.PreferredPartSize = s.PartSize
 	store.MinPartSize = s.MinPartSize

@@ -25,6 +25,8 @@ import (
 	"strings"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/metadata"
 )
 
 // ErrStorageUnavailable answers requests while the storage backend fails.
@@ -144,7 +146,7 @@ func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if info.ID != "" && !ValidID(info.ID) {
 		return nil, fmt.Errorf("safestore: refusing invalid upload ID %q", info.ID)
 	}
-	up, err := s.inner.Core.NewUpload(ctx, info)
+	up, err := s.inner.Core.NewUpload(metadata.WithUpload(ctx, info.MetaData), info)
 	if err != nil {
 		return nil, s.fail(ctx, "create", info.ID, err)
 	}
@@ -259,6 +261,9 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 			return fmt.Errorf("safestore: partial upload %d is not from this store", i)
 		}
 		inner[i] = w.inner
+	}
+	if info, err := u.inner.GetInfo(ctx); err == nil {
+		ctx = metadata.WithUpload(ctx, info.MetaData)
 	}
 	err := u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
 	return u.s.fail(ctx, "concatenate", u.id, err)
