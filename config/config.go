@@ -48,6 +48,12 @@ type Config struct {
 	// NetworkTimeout bounds each read of a request body and idle connections.
 	NetworkTimeout time.Duration
 
+	// QuotaUploads limits each owner's unfinished uploads (0: no limit).
+	QuotaUploads int
+	// QuotaBytes limits the declared bytes of each owner's unfinished
+	// uploads (0: no limit).
+	QuotaBytes int64
+
 	// InsecureNoAuth accepts uploads from anyone. For trusted networks only.
 	InsecureNoAuth bool
 

@@ -56,6 +56,8 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.TextVar(&cfg.LogLevel, "log-level", &cfg.LogLevel, "minimum log `level`: debug, info, warn, error")
 	fs.Var(durationValue{&cfg.ShutdownTimeout}, "shutdown-timeout", "total `duration` a graceful stop may take")
 	fs.Var(durationValue{&cfg.NetworkTimeout}, "network-timeout", "`duration` a request body may stall before the connection is dropped")
+	fs.IntVar(&cfg.QuotaUploads, "quota-uploads", cfg.QuotaUploads, "unfinished uploads each user may have at once (0: no limit)")
+	fs.Var(sizeValue{&cfg.QuotaBytes}, "quota-bytes", "declared `size` of each user's unfinished uploads together (0: no limit)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", cfg.InsecureNoAuth, "accept uploads without authentication (trusted networks only)")
 	fs.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", cfg.OIDC.Issuer, "OpenID issuer `URL`, exactly as in the tokens' iss (Auth0: https://TENANT.auth0.com/)")
 	fs.Var(&listValue{p: &cfg.OIDC.Audiences}, "oidc-audience", "accepted token `audiences` (comma list or repeated; Auth0: the API identifier)")

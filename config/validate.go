@@ -91,6 +91,12 @@ func (c *Config) Validate() Problems {
 
 	p = append(p, c.validateAuth()...)
 	p = append(p, c.validateRedis()...)
+	if c.QuotaUploads < 0 || c.QuotaBytes < 0 {
+		add("--quota-uploads and --quota-bytes must not be negative (0: no limit)")
+	}
+	if (c.QuotaUploads > 0 || c.QuotaBytes > 0) && c.InsecureNoAuth {
+		add("--quota-uploads and --quota-bytes are per user and need authentication (--oidc-issuer or --dev), not --insecure-no-auth")
+	}
 
 	if c.UsesS3() {
 		p = append(p, c.S3.validate()...)

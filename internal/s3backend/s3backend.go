@@ -6,6 +6,8 @@ package s3backend
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -194,4 +197,47 @@ func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	default:
 		return 0, err
 	}
+}
+
+// Usage counts an owner's unfinished uploads: the in-progress multipart
+// uploads under <prefix>/<owner>/, with the sizes declared in their .info
+// objects. It implements quota.Counter.
+func (b *Backend) Usage(ctx context.Context, ownerFolder string) (quota.Usage, error) {
+	var u quota.Usage
+	prefix := strings.Trim(b.Store.ObjectPrefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	prefix += ownerFolder + "/"
+	var keys []string
+	p := s3.NewListMultipartUploadsPaginator(b.Client, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return u, err
+		}
+		for _, up := range page.Uploads {
+			keys = append(keys, aws.ToString(up.Key))
+		}
+	}
+	for _, key := range keys {
+		out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
+		if err != nil {
+			if httpStatus(err) == http.StatusNotFound {
+				continue // being created or terminated right now
+			}
+			return u, err
+		}
+		var info handler.FileInfo
+		err = json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&info)
+		out.Body.Close()
+		if err != nil {
+			continue
+		}
+		u.Uploads++
+		if !info.SizeIsDeferred {
+			u.Bytes += info.Size
+		}
+	}
+	return u, nil
 }

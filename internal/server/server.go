@@ -26,6 +26,7 @@ import (
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/metadata"
+	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/readiness"
 	"github.com/tusgate/tusgate/internal/s3backend"
 	"github.com/tusgate/tusgate/internal/safestore"
@@ -43,6 +44,10 @@ type Server struct {
 	log   *slog.Logger
 	ready *readiness.Checker
 
+	// usage and limits enforce per-owner quotas at creation.
+	usage  quota.Counter
+	limits quota.Limits
+
 	http       *http.Server
 	metrics    *http.Server
 	inflight   inflight
@@ -54,7 +59,7 @@ type Server struct {
 // Dependencies that are merely unreachable do not fail New; they keep
 // /readyz at 503 until they answer.
 func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, ready: readiness.New(log)}
+	s := &Server{cfg: cfg, log: log, ready: readiness.New(log), limits: quota.Limits{Uploads: cfg.QuotaUploads, Bytes: cfg.QuotaBytes}}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -167,6 +172,7 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		b.Store.UseIn(composer)
 		b.Store.RegisterMetrics(reg)
 		opt.Assembly = b
+		s.usage = b
 		s.log.Info("storing uploads in S3", "bucket", b.Bucket, "endpoint", b.Endpoint, "prefix", cfg.S3.ObjectPrefix, "temp_dir", b.TempDir.Path)
 	} else {
 		dir, err := filepath.Abs(cfg.DataDir)
@@ -181,6 +187,7 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		}
 		s.ready.Add("data-dir", func(context.Context) error { return probeWritable(dir) }, nil)
 		filestore.New(dir).UseIn(composer)
+		s.usage = quota.Disk{Dir: dir}
 		s.log.Info("storing uploads on local disk", "dir", dir)
 	}
 	if cfg.RedisURL != "" {
@@ -236,7 +243,19 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 		return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: hooks.StripReserved(meta)}, nil
 	}
 	changes, err := hooks.BindOwner(hook.Context, meta)
-	return handler.HTTPResponse{}, changes, err
+	if err != nil {
+		return handler.HTTPResponse{}, changes, err
+	}
+	folder, _, _ := strings.Cut(changes.ID, "/")
+	if err := quota.Check(hook.Context, s.usage, s.limits, folder, hook.Upload.Size); err != nil {
+		var tusErr handler.Error
+		if !errors.As(err, &tusErr) {
+			s.log.ErrorContext(hook.Context, "quota check failed", "error", err.Error())
+			return handler.HTTPResponse{}, changes, safestore.ErrStorageUnavailable
+		}
+		return handler.HTTPResponse{}, changes, err
+	}
+	return handler.HTTPResponse{}, changes, nil
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
