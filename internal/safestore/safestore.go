@@ -70,9 +70,6 @@ type Options struct {
 	// upload id; an error answers as if the upload did not exist. It runs for
 	// every ID tusd resolves: URL paths and Upload-Concat partials alike.
 	Authorize func(ctx context.Context, id string) error
-	// OnFailure, if set, is told about every backend failure (nil error:
-	// success after a failure is not reported).
-	OnFailure func(error)
 }
 
 type store struct {
@@ -136,9 +133,6 @@ func (s *store) fail(ctx context.Context, op, id string, err error) error {
 		return err
 	}
 	s.opt.Log.ErrorContext(ctx, "storage backend failed", "op", op, "id", id, "error", err.Error())
-	if s.opt.OnFailure != nil {
-		s.opt.OnFailure(err)
-	}
 	return ErrStorageUnavailable
 }
 
