@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -72,6 +73,15 @@ func (v *Verifier) principal(ctx context.Context, claims jwt.MapClaims) (*Princi
 	refuse := func(desc string) (*Principal, error) {
 		v.s.log.DebugContext(ctx, "oidc: token refused", "reason", desc)
 		return nil, &TokenError{Desc: desc}
+	}
+	// golang-jwt converts date claims to int64 seconds, and a huge nbf or
+	// iat overflows into the past, passing its check: refuse dates outside
+	// 1970 … now+100 years.
+	limit := float64(time.Now().AddDate(100, 0, 0).Unix())
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if f, ok := numericClaim(claims[name]); ok && (f < 0 || f > limit) {
+			return refuse(descBadClaim)
+		}
 	}
 	aud, err := claims.GetAudience()
 	if err != nil {
@@ -362,4 +372,16 @@ func (v *Verifier) hintIssuer(iss string) {
 		v.s.log.Warn(fmt.Sprintf("oidc: tokens signed by the provider carry the issuer %q, which differs from --oidc-issuer %q only by the trailing slash; they are refused until --oidc-issuer is configured exactly as in the tokens",
 			iss, v.s.issuer))
 	}
+}
+
+// numericClaim returns a JSON number claim as a float64.
+func numericClaim(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }

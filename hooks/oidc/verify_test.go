@@ -829,3 +829,19 @@ func BenchmarkVerifyRS256Parallel(b *testing.B) {
 		}
 	})
 }
+
+// Huge date claims overflow golang-jwt's int64 conversion into the past;
+// they must be refused, not pass the nbf/iat checks.
+func TestAbsurdDatesRefused(t *testing.T) {
+	idp := newIdP(t)
+	v := idp.verifier(idp.config())
+	for _, name := range []string{"nbf", "iat"} {
+		for _, value := range []float64{9.3e18, 1e300} {
+			c := idp.claims()
+			c[name] = value
+			if _, err := v.Verify(context.Background(), idp.sign(idp.ES, c)); err == nil {
+				t.Errorf("%s=%g accepted", name, value)
+			}
+		}
+	}
+}

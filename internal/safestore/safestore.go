@@ -55,6 +55,10 @@ const (
 	Gone                         // neither exists (e.g. a lifecycle rule aborted it): the data is lost
 )
 
+// ErrNotPartial refuses a concatenation naming an upload that was not
+// created as a partial upload (Upload-Concat: partial).
+var ErrNotPartial = handler.NewError("ERR_INVALID_CONCAT", "every upload in Upload-Concat must have been created with Upload-Concat: partial", 400)
+
 // AssemblyChecker reports what became of a complete upload. Stores that
 // assemble on FinishUpload (S3) provide one.
 type AssemblyChecker interface {
@@ -100,10 +104,49 @@ func Wrap(inner *handler.StoreComposer, opt Options) *handler.StoreComposer {
 		c.UseContentServer(s)
 	}
 	if inner.UsesLocker {
-		c.UseLocker(inner.Locker)
+		c.UseLocker(&locker{inner: inner.Locker, s: s})
 	}
 	return c
 }
+
+// locker checks IDs and authorization before taking an upload's lock: tusd
+// locks before it calls GetUpload, and taking a held lock asks its holder to
+// release it, so without this check anyone could interrupt anyone's PATCH
+// by sending a HEAD for its URL.
+type locker struct {
+	inner handler.Locker
+	s     *store
+}
+
+func (l *locker) NewLock(id string) (handler.Lock, error) {
+	lock, err := l.inner.NewLock(id)
+	if err != nil {
+		return nil, err
+	}
+	return &checkedLock{inner: lock, id: id, s: l.s}, nil
+}
+
+type checkedLock struct {
+	inner handler.Lock
+	id    string
+	s     *store
+}
+
+// Lock runs in the request's context (tusd's lock context carries the
+// request's values), so the caller is known here.
+func (l *checkedLock) Lock(ctx context.Context, requestRelease func()) error {
+	if !ValidID(l.id) {
+		return handler.ErrNotFound
+	}
+	if l.s.opt.Authorize != nil {
+		if err := l.s.opt.Authorize(ctx, l.id); err != nil {
+			return err
+		}
+	}
+	return l.inner.Lock(ctx, requestRelease)
+}
+
+func (l *checkedLock) Unlock() error { return l.inner.Unlock() }
 
 // validID accepts what tusd itself allows in IDs (RFC 3986 path
 // characters), but no empty, "." or ".." segments and no backslashes, so
@@ -253,6 +296,13 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		w, ok := p.(*upload)
 		if !ok {
 			return fmt.Errorf("safestore: partial upload %d is not from this store", i)
+		}
+		info, err := w.inner.GetInfo(ctx)
+		if err != nil {
+			return u.s.fail(ctx, "concatenate", u.id, err)
+		}
+		if !info.IsPartial {
+			return ErrNotPartial
 		}
 		inner[i] = w.inner
 	}

@@ -77,12 +77,30 @@ func requestOrigin(r *http.Request, behindProxy bool) string {
 	return scheme + "://" + host
 }
 
-// checkDraftHeaders refuses IETF-draft creation requests whose Content-Type
-// or Content-Disposition tusd could not parse; tusd would answer those with
-// a 500 carrying the parser's message.
-func checkDraftHeaders(enabled bool, next http.Handler) http.Handler {
+// maxConcatParts bounds the uploads one Upload-Concat may name: tusd
+// accepts any number, duplicates included, which turns one small request
+// into thousands of store calls and writes up to --max-size.
+const maxConcatParts = 100
+
+// isDraft reports whether tusd treats r as an IETF-draft request: only the
+// interop versions it knows count.
+func isDraft(enabled bool, r *http.Request) bool {
+	switch r.Header.Get("Upload-Draft-Interop-Version") {
+	case "3", "4", "5", "6":
+		return enabled
+	}
+	return false
+}
+
+// checkRequestHeaders refuses, before tusd sees them:
+//   - IETF-draft creation requests whose Content-Type or
+//     Content-Disposition tusd could not parse (tusd answers those with a
+//     500 carrying the parser's message);
+//   - Upload-Metadata sent more than once;
+//   - Upload-Concat naming more than maxConcatParts uploads, or one twice.
+func checkRequestHeaders(draftEnabled bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if enabled && r.Method == http.MethodPost && r.Header.Get("Upload-Draft-Interop-Version") != "" {
+		if r.Method == http.MethodPost && isDraft(draftEnabled, r) {
 			for _, name := range []string{"Content-Type", "Content-Disposition"} {
 				if v := r.Header.Get(name); v != "" {
 					if _, _, err := mime.ParseMediaType(v); err != nil {
@@ -95,6 +113,21 @@ func checkDraftHeaders(enabled bool, next http.Handler) http.Handler {
 		if len(r.Header.Values("Upload-Metadata")) > 1 {
 			tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_METADATA", "send Upload-Metadata once")
 			return
+		}
+		if list, ok := strings.CutPrefix(r.Header.Get("Upload-Concat"), "final;"); ok {
+			parts := strings.Fields(list)
+			seen := make(map[string]bool, len(parts))
+			for _, p := range parts {
+				if seen[p] {
+					tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_CONCAT", "Upload-Concat names an upload twice")
+					return
+				}
+				seen[p] = true
+			}
+			if len(parts) > maxConcatParts {
+				tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_CONCAT", fmt.Sprintf("Upload-Concat may name at most %d uploads", maxConcatParts))
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -44,6 +44,8 @@ type Server struct {
 	log   *slog.Logger
 	ready *readiness.Checker
 
+	// composer is the store as tusd sees it.
+	composer *handler.StoreComposer
 	// usage and limits enforce per-owner quotas at creation.
 	usage  quota.Counter
 	limits quota.Limits
@@ -75,6 +77,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		s.close()
 		return nil, err
 	}
+	s.composer = composer
 
 	// Interrupted requests get this long to save what they received; the
 	// rest of the shutdown budget lets them finish on their own.
@@ -100,7 +103,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	reg.MustRegister(prometheuscollector.New(tus.Metrics))
 
 	var uploads http.Handler = tus
-	uploads = checkDraftHeaders(cfg.IETFDraft, uploads)
+	uploads = checkRequestHeaders(cfg.IETFDraft, uploads)
 	if authenticate != nil {
 		uploads = authenticate(uploads)
 	}
@@ -230,8 +233,25 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 		meta handler.MetaData
 		err  error
 	)
+	// tusd checks sizes on tus 1.0 creations only, not on IETF-draft ones.
+	if up := hook.Upload; !up.SizeIsDeferred {
+		if up.Size < 0 {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrInvalidUploadLength
+		}
+		if up.Size > s.cfg.MaxSize {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrMaxSizeExceeded
+		}
+	} else if s.limits.Bytes > 0 {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_QUOTA_NEEDS_LENGTH",
+			"this server limits the bytes each user may have in flight; declare the upload's length when creating it (Upload-Length)", http.StatusBadRequest)
+	}
+	if hook.Upload.IsFinal {
+		if err := s.checkPartials(hook); err != nil {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+		}
+	}
 	maxSize := int(s.cfg.MaxMetadataSize)
-	if s.cfg.IETFDraft && hook.HTTPRequest.Header.Get("Upload-Draft-Interop-Version") != "" {
+	if isDraft(s.cfg.IETFDraft, &http.Request{Header: hook.HTTPRequest.Header}) {
 		meta, err = metadata.Clean(hook.Upload.MetaData, maxSize)
 	} else {
 		meta, err = metadata.Parse(hook.HTTPRequest.Header.Get("Upload-Metadata"), maxSize)
@@ -256,6 +276,26 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 		return handler.HTTPResponse{}, changes, err
 	}
 	return handler.HTTPResponse{}, changes, nil
+}
+
+// checkPartials refuses a concatenation of uploads that were not created as
+// partial uploads, before the final upload is created. tusd has already
+// resolved (and so authorized) every ID.
+func (s *Server) checkPartials(hook handler.HookEvent) error {
+	for _, id := range hook.Upload.PartialUploads {
+		up, err := s.composer.Core.GetUpload(hook.Context, id)
+		if err != nil {
+			return err
+		}
+		info, err := up.GetInfo(hook.Context)
+		if err != nil {
+			return err
+		}
+		if !info.IsPartial {
+			return safestore.ErrNotPartial
+		}
+	}
+	return nil
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
