@@ -2,10 +2,10 @@ package oidc
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
