@@ -99,6 +99,22 @@ func (g *group) spread(f func(r *Result) float64) (lo, hi float64) {
 	return lo, hi
 }
 
+// disturbedShare is the share of the machine's busy CPU time that, used by
+// none of the measured processes, marks a run as disturbed.
+const disturbedShare = 0.1
+
+// disturbed counts the runs in which other processes (or the kernel) used
+// more than disturbedShare of the machine's busy CPU time.
+func (g *group) disturbed() int {
+	n := 0
+	for _, r := range g.runs {
+		if r.MachineCPU > 0 && r.OtherCPU > disturbedShare*r.MachineCPU {
+			n++
+		}
+	}
+	return n
+}
+
 func (g *group) errors() int {
 	n := 0
 	for _, r := range g.runs {
@@ -229,6 +245,16 @@ func renderReport(results []Result, subject string) string {
 				ratio(sg, og, mbps), lat, ratio(sg, og, cpuPerGiB), ratio(sg, og, peakRSS)))
 		}
 	}
+	var disturbed []string
+	for _, s := range scenarios {
+		for _, l := range labels {
+			if g := groups[[2]string{s, l}]; g != nil {
+				if n := g.disturbed(); n > 0 {
+					disturbed = append(disturbed, fmt.Sprintf("%s / %s: %d of %d", s, l, n, len(g.runs)))
+				}
+			}
+		}
+	}
 	if len(rows) > 0 {
 		b.WriteString("\nRatios of medians (MB/s: higher is better for the first; the others: lower is better):\n\n")
 		b.WriteString("| scenario | ratio | MB/s | p99 | server CPU/GiB | server peak RSS |\n")
@@ -236,6 +262,10 @@ func renderReport(results []Result, subject string) string {
 		for _, r := range rows {
 			b.WriteString(r + "\n")
 		}
+	}
+	if len(disturbed) > 0 {
+		fmt.Fprintf(&b, "\nDisturbed runs (other processes and the kernel used over %.0f %% of the machine's busy CPU): %s.\n",
+			disturbedShare*100, strings.Join(disturbed, "; "))
 	}
 	return b.String()
 }
