@@ -25,6 +25,10 @@
 # and every file it creates (S3 data included) lives in one temp dir that is
 # removed at the end, also on Ctrl-C. BENCH_TMP picks its parent (default
 # $TMPDIR or /tmp); it needs a few GiB free there, 12 GiB with "head".
+#
+# Before each run the script waits until the machine is nearly idle (at most
+# BENCH_QUIET_WAIT, 60 s): other programs' CPU use is measured with ours. The
+# report names the runs that were disturbed anyway.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,7 +37,7 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP; do
+	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -48,6 +52,7 @@ BENCH_SMALL_CONC=${BENCH_SMALL_CONC:-16}
 BENCH_HEAD_PARTS=${BENCH_HEAD_PARTS:-2000}
 BENCH_HEADS=${BENCH_HEADS:-200}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10m}
+BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 
 TUSD_VERSION=v2.9.1
@@ -66,6 +71,7 @@ case "${1:-}" in
 esac
 [[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive number"
 [[ $BENCH_HEAD_PARTS =~ ^[1-9][0-9]*$ && $BENCH_HEADS =~ ^[1-9][0-9]*$ ]] || die "BENCH_HEAD_PARTS and BENCH_HEADS must be positive numbers"
+[[ $BENCH_QUIET_WAIT =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT must be a number of seconds"
 for s in $BENCH_SCENARIOS; do
 	case $s in single | conc | many | small | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
 done
@@ -278,6 +284,28 @@ RESULTS="$RUN/results.jsonl"
 : >"$RESULTS"
 FAILED=0
 
+# cpu_ticks: busy and total CPU ticks of the machine so far.
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
+# wait_quiet: waits until the machine is almost idle (under 10 % busy for a
+# second) but at most BENCH_QUIET_WAIT seconds: on a shared machine, other
+# programs' CPU use would be measured with ours. The report flags runs that
+# were disturbed anyway.
+wait_quiet() {
+	local deadline=$((SECONDS + BENCH_QUIET_WAIT)) b0 t0 b1 t1 busy
+	while :; do
+		read -r b0 t0 < <(cpu_ticks)
+		sleep 1
+		read -r b1 t1 < <(cpu_ticks)
+		busy=$(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+		((busy < 10)) && return 0
+		if ((SECONDS >= deadline)); then
+			log "the machine is still ${busy} % busy after waiting ${BENCH_QUIET_WAIT} s; measuring anyway"
+			return 0
+		fi
+	done
+}
+
 # bench SCENARIO TARGET ARGS...: one run, its JSON appended to $RESULTS (or
 # to $OUT if set).
 bench() {
@@ -291,7 +319,7 @@ bench() {
 	esac
 	# Let the previous run's writes reach the disk, so they do not slow this one.
 	sync
-	sleep 1
+	wait_quiet
 	env "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" "$BENCH" "${args[@]}" "$@" >>"${OUT:-$RESULTS}" || rc=$?
 	case $rc in
 	0) ;;
