@@ -82,7 +82,40 @@ type Config struct {
 	// RedisPassword comes from TUSGATE_REDIS_PASSWORD or RedisPasswordFile,
 	// never from a flag (flags show in process listings).
 	RedisPassword string
+
+	// Lifecycle configures webhooks and expiration.
+	Lifecycle Lifecycle
 }
+
+// Lifecycle configures what happens around an upload's life: webhooks to
+// the application and the expiry of abandoned uploads.
+type Lifecycle struct {
+	// WebhookURLs receive a signed JSON POST for every lifecycle event.
+	WebhookURLs []string
+	// PreFinishURL, when set, must approve every upload before it is
+	// finished; its refusal deletes the upload.
+	PreFinishURL string
+	// WebhookSecretFile holds the HMAC key signing webhooks.
+	WebhookSecretFile string
+	// WebhookSecret comes from TUSGATE_WEBHOOK_SECRET or WebhookSecretFile,
+	// never from a flag.
+	WebhookSecret string
+	// WebhookTimeout bounds each webhook request.
+	WebhookTimeout time.Duration
+
+	// UploadTTL is how long an unfinished upload may sit idle before it
+	// expires (0: never).
+	UploadTTL time.Duration
+	// TombstoneTTL is how long requests for an expired upload answer 410
+	// Gone (then 404).
+	TombstoneTTL time.Duration
+	// FinishedInfoTTL, when set, removes the .info of finished uploads this
+	// long after they finished (the object itself stays).
+	FinishedInfoTTL time.Duration
+}
+
+// WebhooksEnabled reports whether any webhook is configured.
+func (l *Lifecycle) WebhooksEnabled() bool { return len(l.WebhookURLs) > 0 || l.PreFinishURL != "" }
 
 // S3 configures the S3 store. Credentials never come from here, only from
 // the AWS SDK's default chain.
@@ -157,6 +190,11 @@ func Default() Config {
 		NetworkTimeout:  60 * time.Second,
 		DevTokenTTL:     time.Hour,
 		RedisLockLease:  30 * time.Second,
+		Lifecycle: Lifecycle{
+			WebhookTimeout: 10 * time.Second,
+			UploadTTL:      24 * time.Hour,
+			TombstoneTTL:   7 * 24 * time.Hour,
+		},
 		OIDC: OIDC{
 			JWKSRefresh:  time.Hour,
 			Algorithms:   []string{"RS256", "ES256"},

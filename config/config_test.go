@@ -214,3 +214,55 @@ func TestAuthModes(t *testing.T) {
 		t.Fatalf("repeated --oidc-audience: %v", cfg.OIDC.Audiences)
 	}
 }
+
+func TestLifecycleSettings(t *testing.T) {
+	cfg, err := Load([]string{"--insecure-no-auth"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Lifecycle; l.UploadTTL != 24*time.Hour || l.TombstoneTTL != 7*24*time.Hour || l.FinishedInfoTTL != 0 || l.WebhooksEnabled() {
+		t.Fatalf("lifecycle defaults: %+v", l)
+	}
+
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Load([]string{"--insecure-no-auth", "--webhook-url", "https://a.example/hook", "--webhook-url=http://127.0.0.1:9/x",
+		"--webhook-secret-file", secret, "--upload-ttl", "2s", "--finished-info-ttl", "1h"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Lifecycle
+	if !reflect.DeepEqual(l.WebhookURLs, []string{"https://a.example/hook", "http://127.0.0.1:9/x"}) ||
+		l.WebhookSecret != "0123456789abcdef0123" || l.UploadTTL != 2*time.Second || l.FinishedInfoTTL != time.Hour {
+		t.Fatalf("lifecycle: %+v", l)
+	}
+
+	cfg, err = Load([]string{"--insecure-no-auth", "--pre-finish-url", "https://app.example/approve"},
+		env("TUSGATE_WEBHOOK_SECRET", "from-the-environment-1234"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Lifecycle.WebhookSecret != "from-the-environment-1234" || !cfg.Lifecycle.WebhooksEnabled() {
+		t.Fatalf("lifecycle: %+v", cfg.Lifecycle)
+	}
+
+	_, err = Load([]string{"--insecure-no-auth", "--webhook-url", "ftp://x", "--webhook-url", "https://u:p@h.example/",
+		"--pre-finish-url", "relative/path", "--upload-ttl", "10ms", "--tombstone-ttl", "-1s", "--webhook-timeout", "0s"},
+		env("TUSGATE_WEBHOOK_SECRET", "short"))
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	msg := p.Error()
+	for _, want := range []string{`"ftp://x" must be an absolute`, "must not carry credentials", `"relative/path" must be`,
+		"signing secret of at least 16", "--upload-ttl 10ms is too short", "must not be negative", "--webhook-timeout 0s"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "u:p@") {
+		t.Errorf("problems show webhook credentials:\n%s", msg)
+	}
+}

@@ -76,6 +76,13 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.StringVar(&cfg.RedisURL, "redis-url", cfg.RedisURL, "Redis `URL` (redis:// or rediss://) for upload locks shared by several instances")
 	fs.Var(durationValue{&cfg.RedisLockLease}, "redis-lock-lease", "`lease` of an upload lock after its holder's last renewal (see docs/scaling.md)")
 	fs.StringVar(&cfg.RedisPasswordFile, "redis-password-file", cfg.RedisPasswordFile, "`file` holding the Redis password (or set TUSGATE_REDIS_PASSWORD)")
+	fs.Var(&listValue{p: &cfg.Lifecycle.WebhookURLs}, "webhook-url", "`URL` receiving signed lifecycle events (repeat for several)")
+	fs.StringVar(&cfg.Lifecycle.PreFinishURL, "pre-finish-url", cfg.Lifecycle.PreFinishURL, "`URL` that must approve each upload before it is finished")
+	fs.StringVar(&cfg.Lifecycle.WebhookSecretFile, "webhook-secret-file", cfg.Lifecycle.WebhookSecretFile, "`file` holding the webhook signing secret (or set TUSGATE_WEBHOOK_SECRET)")
+	fs.Var(durationValue{&cfg.Lifecycle.WebhookTimeout}, "webhook-timeout", "`duration` each webhook request may take")
+	fs.Var(durationValue{&cfg.Lifecycle.UploadTTL}, "upload-ttl", "idle `duration` after which an unfinished upload expires (0: never)")
+	fs.Var(durationValue{&cfg.Lifecycle.TombstoneTTL}, "tombstone-ttl", "`duration` requests for an expired upload answer 410 Gone (then 404)")
+	fs.Var(durationValue{&cfg.Lifecycle.FinishedInfoTTL}, "finished-info-ttl", "remove finished uploads' .info after this `duration` (0: keep)")
 	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", cfg.S3.Bucket, "S3 `bucket` for uploads (empty: store in --data-dir)")
 	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", cfg.S3.Endpoint, "S3 endpoint `URL` for MinIO, R2, … (also AWS_ENDPOINT_URL_S3)")
 	fs.StringVar(&cfg.S3.Region, "s3-region", cfg.S3.Region, "S3 `region` (default: the AWS chain; us-east-1 with a custom endpoint)")
@@ -122,6 +129,9 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 
 	if v, ok := lookupEnv(EnvPrefix + "REDIS_PASSWORD"); ok {
 		cfg.RedisPassword = v
+	}
+	if v, ok := lookupEnv(EnvPrefix + "WEBHOOK_SECRET"); ok {
+		cfg.Lifecycle.WebhookSecret = v
 	}
 
 	if cfg.ConfigFile != "" {

@@ -91,6 +91,7 @@ func (c *Config) Validate() Problems {
 
 	p = append(p, c.validateAuth()...)
 	p = append(p, c.validateRedis()...)
+	p = append(p, c.Lifecycle.validate()...)
 	if c.QuotaUploads < 0 || c.QuotaBytes < 0 {
 		add("--quota-uploads and --quota-bytes must not be negative (0: no limit)")
 	}
@@ -206,6 +207,50 @@ func (c *Config) validateRedis() Problems {
 		} else {
 			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
 		}
+	}
+	return p
+}
+
+// minWebhookSecret is the shortest signing secret accepted.
+const minWebhookSecret = 16
+
+// validate checks the lifecycle settings and reads the secret file.
+func (l *Lifecycle) validate() Problems {
+	var p Problems
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	for _, raw := range append(slices.Clone(l.WebhookURLs), l.PreFinishURL) {
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("webhook URL %q must be an absolute http:// or https:// URL", redactURL(raw))
+		} else if u.User != nil {
+			add("webhook URL %q must not carry credentials: receivers authenticate deliveries by their signature", redactURL(raw))
+		}
+	}
+	if l.WebhookSecretFile != "" {
+		b, err := os.ReadFile(l.WebhookSecretFile)
+		if err != nil {
+			add("--webhook-secret-file: %v", err)
+		} else {
+			l.WebhookSecret = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	if l.WebhooksEnabled() && len(l.WebhookSecret) < minWebhookSecret {
+		add("webhooks need a signing secret of at least %d characters: set TUSGATE_WEBHOOK_SECRET or --webhook-secret-file (e.g. from openssl rand -hex 32)", minWebhookSecret)
+	}
+	if l.WebhookTimeout < time.Second || l.WebhookTimeout > 5*time.Minute {
+		add("--webhook-timeout %v must be between 1s and 5m (default 10s)", l.WebhookTimeout)
+	}
+	if l.UploadTTL != 0 && l.UploadTTL < time.Second {
+		add("--upload-ttl %v is too short; give at least 1s, or 0 to never expire uploads (default 24h)", l.UploadTTL)
+	}
+	if l.TombstoneTTL < 0 || l.FinishedInfoTTL < 0 {
+		add("--tombstone-ttl and --finished-info-ttl must not be negative")
+	}
+	if l.FinishedInfoTTL != 0 && l.FinishedInfoTTL < time.Second {
+		add("--finished-info-ttl %v is too short; give at least 1s, or 0 to keep them", l.FinishedInfoTTL)
 	}
 	return p
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/tusgate/tusgate/internal/metadata"
 )
 
-// guardedClient is the S3 client s3store talks to. It passes every call
+// GuardedClient is the S3 client s3store talks to. It passes every call
 // through, except for two repairs s3store needs:
 //
 //   - CreateMultipartUpload (and the PutObject of a concatenated final
@@ -48,7 +48,7 @@ import (
 //     upload's parts were last listed (every write starts with a listing).
 //
 // All of it runs under tusd's per-upload lock, which s3store's callers hold.
-type guardedClient struct {
+type GuardedClient struct {
 	*s3.Client
 	log      *slog.Logger
 	settings objectSettings
@@ -71,13 +71,13 @@ type objectSettings struct {
 	SSEKMSKeyID  string
 }
 
-func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *guardedClient {
-	c := &guardedClient{Client: client, log: log, settings: settings, parts: map[string]*partState{}}
+func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *GuardedClient {
+	c := &GuardedClient{Client: client, log: log, settings: settings, parts: map[string]*partState{}}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
 
-func (c *guardedClient) state(key string) *partState {
+func (c *GuardedClient) state(key string) *partState {
 	st := c.parts[key]
 	if st == nil {
 		st = &partState{}
@@ -86,7 +86,7 @@ func (c *guardedClient) state(key string) *partState {
 	return st
 }
 
-func (c *guardedClient) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+func (c *GuardedClient) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
 	key := aws.ToString(in.Key)
 	c.mu.Lock()
 	c.state(key).inflight++
@@ -108,9 +108,9 @@ func (c *guardedClient) UploadPart(ctx context.Context, in *s3.UploadPartInput, 
 	return out, err
 }
 
-func (c *guardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+func (c *GuardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	key := aws.ToString(in.Key)
-	if !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") {
+	if !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") && !IsInternal(key) {
 		c.finalObject(ctx, in)
 	}
 	if c.settings.SSE != "" {
@@ -133,7 +133,7 @@ func (c *guardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, op
 	return c.Client.PutObject(ctx, in, opts...)
 }
 
-func (c *guardedClient) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+func (c *GuardedClient) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
 	meta := metadata.FromContext(ctx)
 	if meta == nil {
 		meta = in.Metadata
@@ -156,7 +156,7 @@ func (c *guardedClient) CreateMultipartUpload(ctx context.Context, in *s3.Create
 
 // finalObject sets on a PutObject of a finished upload (s3store's
 // concatenation of small partials) what CreateMultipartUpload sets.
-func (c *guardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) {
+func (c *GuardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) {
 	meta := metadata.FromContext(ctx)
 	if meta == nil {
 		return
@@ -173,7 +173,7 @@ func (c *guardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) 
 	}
 }
 
-func (c *guardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	c.mu.Lock()
 	if st := c.parts[aws.ToString(in.Key)]; st != nil && st.inflight == 0 {
 		delete(c.parts, aws.ToString(in.Key))
@@ -246,4 +246,13 @@ func contiguousParts(parts []types.Part) (keep []types.Part, stale []int32) {
 		}
 	}
 	return keep, stale
+}
+
+// InternalFolder holds tusgate's own objects (webhook outbox, tombstones)
+// next to the uploads; no upload ID can start with ".".
+const InternalFolder = ".tusgate"
+
+// IsInternal reports whether key lies in an InternalFolder.
+func IsInternal(key string) bool {
+	return strings.HasPrefix(key, InternalFolder+"/") || strings.Contains(key, "/"+InternalFolder+"/")
 }

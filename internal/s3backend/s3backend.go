@@ -31,7 +31,11 @@ import (
 
 // Backend is a configured S3 client and store.
 type Backend struct {
-	Client   *s3.Client
+	Client *s3.Client
+	// Objects is the client the store writes through: it adds the
+	// configured encryption and object settings. tusgate's own objects
+	// (webhook outbox, tombstones) are written through it too.
+	Objects  *GuardedClient
 	Store    s3store.S3Store
 	Bucket   string
 	Endpoint string // for messages; "" means AWS's own
@@ -82,7 +86,8 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		return nil, err
 	}
 
-	store := s3store.New(s.Bucket, newGuardedClient(client, log, objectSettings{StorageClass: s.StorageClass, SSE: s.SSE, SSEKMSKeyID: s.SSEKMSKeyID}))
+	objects := newGuardedClient(client, log, objectSettings{StorageClass: s.StorageClass, SSE: s.SSE, SSEKMSKeyID: s.SSEKMSKeyID})
+	store := s3store.New(s.Bucket, objects)
 	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
 	store.PreferredPartSize = s.PartSize
 	store.MinPartSize = s.MinPartSize
@@ -90,7 +95,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	store.TemporaryDirectory = tmp.Path
 	store.SetConcurrentPartUploads(s.ConcurrentPartUploads)
 
-	return &Backend{Client: client, Store: store, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
+	return &Backend{Client: client, Objects: objects, Store: store, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
 }
 
 func tempDirOf(cfg *config.Config) string {
@@ -168,6 +173,23 @@ func rootCause(err error) string {
 	}
 }
 
+// Prefix is the key prefix of every object, "" or ending in "/".
+func (b *Backend) Prefix() string {
+	if b.Store.ObjectPrefix == "" {
+		return ""
+	}
+	return b.Store.ObjectPrefix + "/"
+}
+
+// ETag returns the ETag of the finished object at key.
+func (b *Backend) ETag(ctx context.Context, key string) (string, error) {
+	out, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.ETag), nil
+}
+
 // Assembly reports what became of an upload whose bytes are all stored:
 // assembled (the final object exists), not assembled (its multipart upload
 // still exists; a CompleteMultipartUpload failed), or gone (neither: a
@@ -204,11 +226,7 @@ func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 // objects. It implements quota.Counter.
 func (b *Backend) Usage(ctx context.Context, ownerFolder string) (quota.Usage, error) {
 	var u quota.Usage
-	prefix := strings.Trim(b.Store.ObjectPrefix, "/")
-	if prefix != "" {
-		prefix += "/"
-	}
-	prefix += ownerFolder + "/"
+	prefix := b.Prefix() + ownerFolder + "/"
 	var keys []string
 	p := s3.NewListMultipartUploadsPaginator(b.Client, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.Bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {

@@ -7,7 +7,10 @@
 //     (the raw error is logged instead);
 //   - an upload whose bytes are all stored but which the backend never
 //     assembled (a failed S3 CompleteMultipartUpload) is finished on the next
-//     request that looks at it, since tusd itself would answer "complete".
+//     request that looks at it, since tusd itself would answer "complete";
+//   - lifecycle events (creation, finishing, termination) are reported to a
+//     Lifecycle before the request that caused them is answered, and an
+//     expired upload answers 410 Gone.
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -23,6 +26,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
@@ -65,6 +69,38 @@ type AssemblyChecker interface {
 	Assembly(ctx context.Context, info handler.FileInfo) (Assembly, error)
 }
 
+// AssemblyRecorder is an AssemblyChecker that must be told when an upload
+// was assembled or removed, because the store itself does not record it
+// (the disk store).
+type AssemblyRecorder interface {
+	AssemblyChecker
+	MarkAssembled(ctx context.Context, info handler.FileInfo) error
+	Forget(ctx context.Context, info handler.FileInfo) error
+}
+
+// Lifecycle hears of uploads' lifecycle events before the request that
+// caused them is answered; an error fails that request.
+type Lifecycle interface {
+	// Created follows the creation of an upload.
+	Created(ctx context.Context, info handler.FileInfo) error
+	// Finishing precedes the assembly of an upload whose bytes are all
+	// stored. An error leaves the upload unfinished (it is tried again on
+	// the next request); a *Rejection deletes the upload instead and answers
+	// with the rejection's error.
+	Finishing(ctx context.Context, info handler.FileInfo) error
+	// Terminating precedes the deletion of an upload by its owner.
+	Terminating(ctx context.Context, info handler.FileInfo) error
+}
+
+// Rejection is a Lifecycle's refusal of an upload: the upload is deleted
+// and the client sees Err.
+type Rejection struct{ Err handler.Error }
+
+func (r *Rejection) Error() string { return "upload rejected: " + r.Err.Error() }
+
+// ErrUploadExpired answers requests for an upload that expired.
+var ErrUploadExpired = handler.NewError("ERR_UPLOAD_EXPIRED", "this upload expired after being idle too long and was deleted; start a new upload", http.StatusGone)
+
 // Options configure Wrap.
 type Options struct {
 	Log *slog.Logger
@@ -74,6 +110,42 @@ type Options struct {
 	// upload id; an error answers as if the upload did not exist. It runs for
 	// every ID tusd resolves: URL paths and Upload-Concat partials alike.
 	Authorize func(ctx context.Context, id string) error
+	// Lifecycle, if set, hears of lifecycle events; see Lifecycle.
+	Lifecycle Lifecycle
+	// Expired, if set, is asked about IDs the store does not know; true
+	// answers 410 Gone instead of 404.
+	Expired func(ctx context.Context, id string) (bool, error)
+	// Held, if set, records which uploads are locked in this process.
+	Held *Held
+}
+
+// Held is the set of uploads whose lock this process holds: uploads being
+// written or looked at right now, which the janitor must not expire.
+type Held struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// Has reports whether id's lock is held in this process.
+func (h *Held) Has(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[id] > 0
+}
+
+func (h *Held) add(id string, n int) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]int{}
+	}
+	h.m[id] += n
+	if h.m[id] <= 0 {
+		delete(h.m, id)
+	}
 }
 
 type store struct {
@@ -143,14 +215,22 @@ func (l *checkedLock) Lock(ctx context.Context, requestRelease func()) error {
 			return err
 		}
 	}
-	return l.inner.Lock(ctx, requestRelease)
+	if err := l.inner.Lock(ctx, requestRelease); err != nil {
+		return err
+	}
+	l.s.opt.Held.add(l.id, 1)
+	return nil
 }
 
-func (l *checkedLock) Unlock() error { return l.inner.Unlock() }
+func (l *checkedLock) Unlock() error {
+	l.s.opt.Held.add(l.id, -1)
+	return l.inner.Unlock()
+}
 
 // validID accepts what tusd itself allows in IDs (RFC 3986 path
-// characters), but no empty, "." or ".." segments and no backslashes, so
-// that no ID can address anything outside the store's own namespace.
+// characters), but no empty segments, no segments starting with "." (which
+// covers "." and "..", and tusgate's own .tusgate folder) and no
+// backslashes, so that no ID can address anything outside the uploads.
 var validIDChars = regexp.MustCompile(`^[A-Za-z0-9\-._~!$'()*+,;=/:@]{1,512}$`)
 
 // ValidID reports whether id is an upload ID the store may be asked about.
@@ -159,11 +239,28 @@ func ValidID(id string) bool {
 		return false
 	}
 	for seg := range strings.SplitSeq(id, "/") {
-		if seg == "" || seg == "." || seg == ".." {
+		if seg == "" || seg[0] == '.' {
 			return false
 		}
 	}
 	return true
+}
+
+// notFound turns the store's ErrNotFound into ErrUploadExpired when the
+// upload expired recently. Stores report unknown uploads from GetUpload
+// (filestore) or only from GetInfo (s3store).
+func (s *store) notFound(ctx context.Context, id string, err error) error {
+	if !errors.Is(err, handler.ErrNotFound) || s.opt.Expired == nil {
+		return err
+	}
+	expired, xerr := s.opt.Expired(ctx, id)
+	if xerr != nil {
+		return xerr
+	}
+	if expired {
+		return ErrUploadExpired
+	}
+	return err
 }
 
 // fail maps a backend error to what the client should see.
@@ -187,6 +284,15 @@ func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if err != nil {
 		return nil, s.fail(ctx, "create", info.ID, err)
 	}
+	if lc := s.opt.Lifecycle; lc != nil {
+		created, err := up.GetInfo(ctx)
+		if err == nil {
+			err = lc.Created(ctx, created)
+		}
+		if err != nil {
+			return nil, s.fail(ctx, "report creation", info.ID, err)
+		}
+	}
 	return &upload{s: s, inner: up}, nil
 }
 
@@ -201,7 +307,7 @@ func (s *store) GetUpload(ctx context.Context, id string) (handler.Upload, error
 	}
 	up, err := s.inner.Core.GetUpload(ctx, id)
 	if err != nil {
-		return nil, s.fail(ctx, "get", id, err)
+		return nil, s.fail(ctx, "get", id, s.notFound(ctx, id, err))
 	}
 	return &upload{s: s, inner: up, id: id, existing: true}, nil
 }
@@ -240,6 +346,9 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 	info, err := u.inner.GetInfo(ctx)
 	if err != nil {
+		if u.existing {
+			err = u.s.notFound(ctx, u.id, err)
+		}
 		return info, u.s.fail(ctx, "info", u.id, err)
 	}
 	if u.id == "" {
@@ -252,9 +361,9 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 		}
 		switch state {
 		case NotAssembled:
-			u.s.opt.Log.WarnContext(ctx, "finishing an upload whose assembly failed earlier", "id", u.id)
-			if err := u.inner.FinishUpload(ctx); err != nil {
-				return info, u.s.fail(ctx, "finish", u.id, err)
+			u.s.opt.Log.WarnContext(ctx, "finishing an upload whose assembly failed or was not approved earlier", "id", u.id)
+			if err := u.finish(ctx, info); err != nil {
+				return info, err
 			}
 		case Gone:
 			// Clients must learn that the bytes are gone and start over;
@@ -272,16 +381,74 @@ func (u *upload) GetReader(ctx context.Context) (io.ReadCloser, error) {
 }
 
 func (u *upload) FinishUpload(ctx context.Context) error {
-	return u.s.fail(ctx, "finish", u.id, u.inner.FinishUpload(ctx))
+	info, err := u.inner.GetInfo(ctx)
+	if err != nil {
+		return u.s.fail(ctx, "finish", u.id, err)
+	}
+	return u.finish(ctx, info)
+}
+
+// finish tells the Lifecycle (which may refuse the upload), assembles the
+// upload and records that it did.
+func (u *upload) finish(ctx context.Context, info handler.FileInfo) error {
+	if err := u.finishing(ctx, info); err != nil {
+		return err
+	}
+	if err := u.inner.FinishUpload(ctx); err != nil {
+		return u.s.fail(ctx, "finish", u.id, err)
+	}
+	if rec, ok := u.s.opt.Assembly.(AssemblyRecorder); ok {
+		return u.s.fail(ctx, "record assembly", u.id, rec.MarkAssembled(ctx, info))
+	}
+	return nil
+}
+
+// finishing asks the Lifecycle about an upload about to be finished and
+// deletes it if refused.
+func (u *upload) finishing(ctx context.Context, info handler.FileInfo) error {
+	lc := u.s.opt.Lifecycle
+	if lc == nil {
+		return nil
+	}
+	err := lc.Finishing(ctx, info)
+	var rej *Rejection
+	if !errors.As(err, &rej) {
+		return u.s.fail(ctx, "report finishing", u.id, err)
+	}
+	u.s.opt.Log.InfoContext(ctx, "upload rejected before finishing; deleting it", "id", info.ID, "status", rej.Err.HTTPResponse.StatusCode)
+	if u.s.inner.UsesTerminater {
+		if err := u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx); err != nil {
+			return u.s.fail(ctx, "delete rejected upload", u.id, err)
+		}
+		u.forget(ctx, info)
+	}
+	return rej.Err
+}
+
+func (u *upload) forget(ctx context.Context, info handler.FileInfo) {
+	if rec, ok := u.s.opt.Assembly.(AssemblyRecorder); ok {
+		if err := rec.Forget(ctx, info); err != nil {
+			u.s.opt.Log.WarnContext(ctx, "could not forget a deleted upload's assembly marker", "id", info.ID, "error", err.Error())
+		}
+	}
 }
 
 func (u *upload) Terminate(ctx context.Context) error {
 	// Stores may "terminate" uploads that never existed (s3store does);
 	// unknown uploads must answer 404.
-	if _, err := u.inner.GetInfo(ctx); err != nil {
-		return u.s.fail(ctx, "terminate", u.id, err)
+	info, err := u.inner.GetInfo(ctx)
+	if err != nil {
+		return u.s.fail(ctx, "terminate", u.id, u.s.notFound(ctx, u.id, err))
 	}
-	err := u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx)
+	if lc := u.s.opt.Lifecycle; lc != nil {
+		if err := lc.Terminating(ctx, info); err != nil {
+			return u.s.fail(ctx, "report termination", u.id, err)
+		}
+	}
+	err = u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx)
+	if err == nil {
+		u.forget(ctx, info)
+	}
 	return u.s.fail(ctx, "terminate", u.id, err)
 }
 
@@ -306,10 +473,17 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		}
 		inner[i] = w.inner
 	}
-	if info, err := u.inner.GetInfo(ctx); err == nil {
-		ctx = metadata.WithUpload(ctx, info.MetaData)
+	info, err := u.inner.GetInfo(ctx)
+	if err != nil {
+		return u.s.fail(ctx, "concatenate", u.id, err)
 	}
-	err := u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
+	// tusd never calls FinishUpload for a concatenation: this is its finish.
+	info.Offset = info.Size
+	if err := u.finishing(ctx, info); err != nil {
+		return err
+	}
+	ctx = metadata.WithUpload(ctx, info.MetaData)
+	err = u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
 	return u.s.fail(ctx, "concatenate", u.id, err)
 }
 

@@ -83,7 +83,7 @@ func TestValidID(t *testing.T) {
 			t.Errorf("ValidID(%q) = false", id)
 		}
 	}
-	for _, id := range []string{"", "../etc/passwd", "a/../b", "a//b", "/a", "a/", "./a", `a\b`, "a b", "a%2f..", "a\x00", strings.Repeat("a", 513)} {
+	for _, id := range []string{"", "../etc/passwd", "a/../b", "a//b", "/a", "a/", "./a", `a\b`, "a b", "a%2f..", "a\x00", ".tusgate/webhooks/x", "owner/.hidden", strings.Repeat("a", 513)} {
 		if ValidID(id) {
 			t.Errorf("ValidID(%q) = true", id)
 		}

@@ -38,6 +38,7 @@ func (s *Server) useRedisLocker(ctx context.Context, composer *handler.StoreComp
 	}
 	s.closers = append(s.closers, locker.Close, client.Close)
 	locker.UseIn(composer)
+	s.redis, s.redisLocker = client, locker
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	err = locker.Ping(pctx)
 	cancel()

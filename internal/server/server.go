@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/hooks"
+	"github.com/tusgate/tusgate/internal/locker/redislocker"
 	"github.com/tusgate/tusgate/internal/metadata"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/readiness"
@@ -46,6 +48,18 @@ type Server struct {
 
 	// composer is the store as tusd sees it.
 	composer *handler.StoreComposer
+	// store is the unwrapped store, for lifecycle work that acts on behalf
+	// of no request (webhook checks, the janitor).
+	store *handler.StoreComposer
+	// s3 is the S3 backend, nil with the disk store.
+	s3 *s3backend.Backend
+	// held are the uploads locked in this process.
+	held safestore.Held
+	// redis and redisLocker are set with --redis-url.
+	redis       *redis.Client
+	redisLocker *redislocker.Locker
+	// lifecycle delivers webhooks and expires uploads.
+	lifecycle *lifecycle
 	// usage and limits enforce per-owner quotas at creation.
 	usage  quota.Counter
 	limits quota.Limits
@@ -103,6 +117,9 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	reg.MustRegister(prometheuscollector.New(tus.Metrics))
 
 	var uploads http.Handler = tus
+	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
+		uploads = uploadExpires(ttl, time.Now, uploads)
+	}
 	uploads = checkRequestHeaders(cfg.IETFDraft, uploads)
 	if authenticate != nil {
 		uploads = authenticate(uploads)
@@ -152,7 +169,8 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string, bool), reg *prometheus.Registry) (*handler.StoreComposer, error) {
 	cfg := s.cfg
 	composer := handler.NewStoreComposer()
-	opt := safestore.Options{Log: s.log}
+	opt := safestore.Options{Log: s.log, Held: &s.held}
+	dir := ""
 	if cfg.AuthEnabled() {
 		opt.Authorize = hooks.Authorize
 	}
@@ -176,9 +194,11 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		b.Store.RegisterMetrics(reg)
 		opt.Assembly = b
 		s.usage = b
+		s.s3 = b
 		s.log.Info("storing uploads in S3", "bucket", b.Bucket, "endpoint", b.Endpoint, "prefix", cfg.S3.ObjectPrefix, "temp_dir", b.TempDir.Path)
 	} else {
-		dir, err := filepath.Abs(cfg.DataDir)
+		var err error
+		dir, err = filepath.Abs(cfg.DataDir)
 		if err == nil {
 			err = os.MkdirAll(dir, 0o750)
 		}
@@ -190,6 +210,7 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		}
 		s.ready.Add("data-dir", func(context.Context) error { return probeWritable(dir) }, nil)
 		filestore.New(dir).UseIn(composer)
+		opt.Assembly = safestore.DiskAssembly{Dir: dir}
 		s.usage = quota.Disk{Dir: dir}
 		s.log.Info("storing uploads on local disk", "dir", dir)
 	}
@@ -199,6 +220,10 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		}
 	} else {
 		memorylocker.New().UseIn(composer)
+	}
+	s.store = composer
+	if err := s.setupLifecycle(dir, reg, &opt); err != nil {
+		return nil, err
 	}
 	return safestore.Wrap(composer, opt), nil
 }
@@ -354,6 +379,11 @@ func (s *Server) Run(ctx context.Context) error {
 	probeCtx, stopProbes := context.WithCancel(context.Background())
 	defer stopProbes()
 	go s.ready.Run(probeCtx, 15*time.Second)
+	lifecycleCtx, stopLifecycle := context.WithCancel(context.Background())
+	lifecycleDone := make(chan struct{})
+	go func() { s.lifecycle.run(lifecycleCtx); close(lifecycleDone) }()
+	// Webhooks and the janitor stop before the stores they use close.
+	s.closers = append([]func() error{func() error { stopLifecycle(); <-lifecycleDone; return nil }}, s.closers...)
 
 	scheme := "http"
 	if s.cfg.TLSCert != "" {

@@ -364,6 +364,17 @@ func (l *Locker) NewLock(id string) (handler.Lock, error) {
 	return &lock{l: l, id: id, key: l.prefix + id, token: rand.Text()}, nil
 }
 
+// Held reports whether any instance holds the lock of upload id now.
+func (l *Locker) Held(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	n, err := l.client.Exists(ctx, l.prefix+id).Result()
+	if err != nil {
+		return false, fmt.Errorf("redislocker: checking the lock of %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
 // Ping reports whether Redis answers (for /readyz), within ctx and at most
 // 2 s.
 func (l *Locker) Ping(ctx context.Context) error {

@@ -751,3 +751,32 @@ func TestCloseReleasesHeld(t *testing.T) {
 		}
 	}
 }
+
+func TestHeldSeesLocksOfOtherInstances(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a := newLocker(t, r.Client(), Options{})
+	b := newLocker(t, r.Client(), Options{})
+	lk := mustNewLock(t, a, "owner/held")
+	if held, err := b.Held(t.Context(), "owner/held"); err != nil || held {
+		t.Fatalf("before Lock: Held = %v, %v; want false, nil", held, err)
+	}
+	if err := lockWithin(lk, 5*time.Second, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.Held(t.Context(), "owner/held"); err != nil || !held {
+		t.Fatalf("while locked: Held = %v, %v; want true, nil", held, err)
+	}
+	if held, _ := b.Held(t.Context(), "owner/other"); held {
+		t.Fatal("Held reports an unrelated upload")
+	}
+	if err := lk.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.Held(t.Context(), "owner/held"); err != nil || held {
+		t.Fatalf("after Unlock: Held = %v, %v; want false, nil", held, err)
+	}
+	r.Stop()
+	if _, err := b.Held(t.Context(), "owner/held"); err == nil {
+		t.Fatal("Held with Redis down: no error")
+	}
+}
