@@ -56,8 +56,8 @@ func TestUploadExpiresHeader(t *testing.T) {
 func TestCleanMessage(t *testing.T) {
 	for in, want := range map[string]string{
 		"  not\r\nallowed\t here \x00\x1b[31m": "not allowed here [31m",
-		"":                                   "",
-		"\xff\xfebad utf8":                   "bad utf8",
+		"":                                     "",
+		"\xff\xfebad utf8":                     "bad utf8",
 	} {
 		if got := cleanMessage([]byte(in)); got != want {
 			t.Errorf("cleanMessage(%q) = %q, want %q", in, got, want)
