@@ -199,7 +199,7 @@ func (d *Disk) FinishedInfos(ctx context.Context, before time.Time, fn func(id s
 			errs.add(err)
 			return nil
 		}
-		if !ok || u.unfinished || u.size == 0 || !u.infoMod.Before(before) {
+		if !ok || u.unfinished || u.size == 0 || !u.dataMod.Before(before) { // the last write finished it
 			return nil
 		}
 		return fn(u.info.ID)

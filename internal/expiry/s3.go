@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -190,11 +191,19 @@ func (s *S3) multipartUploads(ctx context.Context, fn func(mu types.MultipartUpl
 	}
 }
 
-// Orphans implements Inventory: multipart uploads under the prefix,
-// initiated before before, without .info.
+// uploadObjectID matches the object IDs tusgate creates: an owner folder
+// (26 base32 characters) and 32 hex digits, or 32 hex digits alone
+// without authentication. Orphans are only looked for among them.
+var uploadObjectID = regexp.MustCompile(`^([a-z2-7]{26}/)?[0-9a-f]{32}$`)
+
+// Orphans implements Inventory: multipart uploads under the prefix whose
+// keys are tusgate's, initiated before before, without .info.
 func (s *S3) Orphans(ctx context.Context, before time.Time, fn func(Orphan) error) error {
 	var errs errList
-	err := s.multipartUploads(ctx, func(mu types.MultipartUpload, _ string) error {
+	err := s.multipartUploads(ctx, func(mu types.MultipartUpload, objectID string) error {
+		if !uploadObjectID.MatchString(objectID) {
+			return nil // not tusgate's: the bucket may be shared
+		}
 		since := aws.ToTime(mu.Initiated)
 		if since.IsZero() || !since.Before(before) {
 			return nil
@@ -223,7 +232,7 @@ func (s *S3) Orphans(ctx context.Context, before time.Time, fn func(Orphan) erro
 func (s *S3) FinishedInfos(ctx context.Context, before time.Time, fn func(id string) error) error {
 	var (
 		errs  errList
-		stack []string
+		stack []listed
 		root  = s.root()
 	)
 	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: aws.String(root)}
@@ -237,12 +246,18 @@ func (s *S3) FinishedInfos(ctx context.Context, before time.Time, fn func(id str
 			if !ok {
 				continue
 			}
-			for len(stack) > 0 && !strings.HasPrefix(rel, stack[len(stack)-1]) {
+			for len(stack) > 0 && !strings.HasPrefix(rel, stack[len(stack)-1].rel) {
 				stack = stack[:len(stack)-1]
 			}
 			objectID, isInfo := strings.CutSuffix(rel, ".info")
-			stack = append(stack, rel)
-			if !isInfo || !aws.ToTime(o.LastModified).Before(before) || !contains(stack, objectID) {
+			stack = append(stack, listed{rel, aws.ToTime(o.LastModified)})
+			if !isInfo {
+				continue
+			}
+			// The object's time is when the upload finished; the .info
+			// was written at creation.
+			finished, ok := find(stack, objectID)
+			if !ok || !finished.Before(before) {
 				continue
 			}
 			id, err := s.readID(ctx, objectID)
@@ -268,13 +283,20 @@ func (s *S3) FinishedInfos(ctx context.Context, before time.Time, fn func(id str
 	}
 }
 
-func contains(stack []string, s string) bool {
+// listed is a key seen in a listing, with its LastModified.
+type listed struct {
+	rel string
+	mod time.Time
+}
+
+// find returns the time of key s in the stack.
+func find(stack []listed, s string) (time.Time, bool) {
 	for i := len(stack) - 1; i >= 0; i-- {
-		if stack[i] == s {
-			return true
+		if stack[i].rel == s {
+			return stack[i].mod, true
 		}
 	}
-	return false
+	return time.Time{}, false
 }
 
 // readID returns the upload ID in objectID's .info, or "" if it is gone.

@@ -2,10 +2,13 @@ package safestore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -63,4 +66,44 @@ func (d DiskAssembly) Forget(_ context.Context, info handler.FileInfo) error {
 		return nil
 	}
 	return err
+}
+
+// Init marks every complete upload as assembled the first time it runs on
+// a data dir (when the marker folder does not exist yet): those uploads were
+// finished by a tusgate that kept no markers, and must not be finished (and
+// sent for approval) again.
+func (d DiskAssembly) Init() error {
+	root := filepath.Join(d.Dir, ".tusgate", "finished")
+	if _, err := os.Stat(root); err == nil {
+		return nil
+	}
+	err := filepath.WalkDir(d.Dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() && p != d.Dir && strings.HasPrefix(e.Name(), ".") {
+			return filepath.SkipDir
+		}
+		rel, ok := strings.CutSuffix(p, ".info")
+		if e.IsDir() || !ok {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var info handler.FileInfo
+		if json.Unmarshal(b, &info) != nil || !ValidID(info.ID) || filepath.Join(d.Dir, filepath.FromSlash(info.ID)) != rel {
+			return nil // not an upload
+		}
+		st, err := os.Stat(rel)
+		if err != nil || info.SizeIsDeferred || st.Size() != info.Size {
+			return nil // unfinished
+		}
+		return d.MarkAssembled(context.Background(), info)
+	})
+	if err != nil {
+		return fmt.Errorf("marking the data dir's finished uploads: %w", err)
+	}
+	return os.MkdirAll(root, 0o750)
 }

@@ -128,6 +128,9 @@ type Held struct {
 
 // Has reports whether id's lock is held in this process.
 func (h *Held) Has(id string) bool {
+	if h == nil {
+		return false
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.m[id] > 0
@@ -369,7 +372,8 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 			// Clients must learn that the bytes are gone and start over;
 			// answering "complete" or "retry later" would lose the file.
 			u.s.opt.Log.WarnContext(ctx, "upload's data is gone from storage (multipart upload aborted?); answering 404", "id", u.id)
-			return info, handler.ErrNotFound
+			// Midway through an expiry's removal this is the tombstone's 410.
+			return info, u.s.notFound(ctx, u.id, handler.ErrNotFound)
 		}
 	}
 	return info, nil
@@ -484,7 +488,13 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	}
 	ctx = metadata.WithUpload(ctx, info.MetaData)
 	err = u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
-	return u.s.fail(ctx, "concatenate", u.id, err)
+	if err != nil {
+		return u.s.fail(ctx, "concatenate", u.id, err)
+	}
+	if rec, ok := u.s.opt.Assembly.(AssemblyRecorder); ok {
+		return u.s.fail(ctx, "record assembly", u.id, rec.MarkAssembled(ctx, info))
+	}
+	return nil
 }
 
 func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -57,13 +58,16 @@ func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *
 		out webhook.Outbox
 	)
 	if b := s.s3; b != nil {
-		st := &expiry.S3{Client: b.Objects, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
+		st := &expiry.S3{Client: janitorClient{Client: b.Client, objects: b.Objects}, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
 		inv, l.tombstones = st, st
 		out = &webhook.S3Outbox{Client: b.Objects, Bucket: b.Bucket, Prefix: b.Prefix() + s3backend.InternalFolder + "/webhooks/"}
 	} else {
 		d := &expiry.Disk{Dir: dataDir}
 		inv, l.tombstones = d, d
 		out = &webhook.DirOutbox{Dir: filepath.Join(dataDir, s3backend.InternalFolder, "webhooks")}
+	}
+	if lc.TombstoneTTL == 0 {
+		l.tombstones = nil // expired uploads answer 404 at once
 	}
 	if s.redis != nil {
 		// Shared by every instance, and faster to poll than a bucket.
@@ -120,6 +124,19 @@ func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *
 	}
 	s.lifecycle = l
 	return nil
+}
+
+// janitorClient is the janitor's S3 client: plain reads, so that its
+// listings do not run the guarded client's part-list repairs (which must
+// only run under an upload's lock), and writes (tombstones) through the
+// guarded client, which adds the configured encryption.
+type janitorClient struct {
+	*s3.Client
+	objects *s3backend.GuardedClient
+}
+
+func (c janitorClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	return c.objects.PutObject(ctx, in, opts...)
 }
 
 // run delivers webhooks and runs the janitor until ctx ends.
@@ -220,7 +237,9 @@ func (l *lifecycle) Created(ctx context.Context, info handler.FileInfo) error {
 // object exists (see prepare).
 func (l *lifecycle) Finishing(ctx context.Context, info handler.FileInfo) error {
 	finishedFrom(ctx).set()
-	if url := l.s.cfg.Lifecycle.PreFinishURL; url != "" && !info.IsPartial {
+	// Partial uploads are asked about too (with is_partial set): each
+	// becomes an object of its own in the bucket.
+	if url := l.s.cfg.Lifecycle.PreFinishURL; url != "" {
 		if err := l.approve(ctx, url, info); err != nil {
 			return err
 		}
@@ -314,7 +333,8 @@ func (l *lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 			return webhook.Retry, "", err
 		}
 		state := safestore.Assembled
-		if l.assembly != nil && !info.IsFinal {
+		_, recorded := l.assembly.(safestore.AssemblyRecorder)
+		if l.assembly != nil && (!info.IsFinal || recorded) {
 			if state, err = l.assembly.Assembly(ctx, info); err != nil {
 				return webhook.Retry, "", err
 			}
@@ -338,12 +358,34 @@ func (l *lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 			ev.Upload.Storage.ETag = etag
 		}
 	case webhook.TypeTerminated, webhook.TypeExpired:
-		_, err := l.lookup(ctx, ev.Upload.ID)
+		// Both are stored before the act; deliver only what happened.
+		info, err := l.lookup(ctx, ev.Upload.ID)
 		if err == nil {
+			// s3store reports an upload whose multipart upload is gone as
+			// complete, which it also is midway through the janitor's
+			// removal: only an assembled object means "finished instead".
+			if ev.Type == webhook.TypeExpired && !info.SizeIsDeferred && info.Offset == info.Size && l.assembly != nil {
+				state, err := l.assembly.Assembly(ctx, info)
+				if err != nil {
+					return webhook.Retry, "", err
+				}
+				if state == safestore.Assembled {
+					return webhook.Drop, "the upload was finished instead", nil
+				}
+			}
 			return webhook.Retry, "the upload still exists", nil
 		}
 		if !errors.Is(err, handler.ErrNotFound) {
 			return webhook.Retry, "", err
+		}
+		if l.tombstones != nil {
+			_, expired, err := l.tombstones.Get(ctx, ev.Upload.ID)
+			if err != nil {
+				return webhook.Retry, "", err
+			}
+			if expired != (ev.Type == webhook.TypeExpired) {
+				return webhook.Drop, "the upload ended otherwise", nil
+			}
 		}
 	}
 	return webhook.Deliver, "", nil
@@ -397,7 +439,7 @@ type expiresWriter struct {
 }
 
 func (w *expiresWriter) WriteHeader(status int) {
-	if !w.wrote {
+	if !w.wrote && status >= 200 {
 		w.wrote = true
 		h := w.Header()
 		if ext := h.Get("Tus-Extension"); ext != "" {

@@ -210,7 +210,11 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 		}
 		s.ready.Add("data-dir", func(context.Context) error { return probeWritable(dir) }, nil)
 		filestore.New(dir).UseIn(composer)
-		opt.Assembly = safestore.DiskAssembly{Dir: dir}
+		assembly := safestore.DiskAssembly{Dir: dir}
+		if err := assembly.Init(); err != nil {
+			return nil, &StartupError{config.Problems{fmt.Sprintf("--data-dir %s: %v", cfg.DataDir, err)}}
+		}
+		opt.Assembly = assembly
 		s.usage = quota.Disk{Dir: dir}
 		s.log.Info("storing uploads on local disk", "dir", dir)
 	}

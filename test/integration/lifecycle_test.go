@@ -414,9 +414,13 @@ func TestIdleUploadsExpire(t *testing.T) {
 		// An orphan multipart upload (no .info), as a crashed creation leaves.
 		var orphanKey string
 		if b.s3 != nil {
-			orphanKey = "0123456789abcdefghijklmnop/orphan"
-			if _, err := b.s3.Client.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(orphanKey)}); err != nil {
-				t.Fatal(err)
+			// Another application's multipart upload in the same bucket
+			// is not tusgate's to abort.
+			orphanKey = "abcdefghijklmnopqrstuvwxyz/0123456789abcdef0123456789abcdef"
+			for _, k := range []string{orphanKey, "other-app/big.bin"} {
+				if _, err := b.s3.Client.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(k)}); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 
@@ -457,6 +461,9 @@ func TestIdleUploadsExpire(t *testing.T) {
 				}
 				return true
 			})
+			if !slices.ContainsFunc(b.s3.MultipartUploads(t, testBucket), func(mp string) bool { return strings.HasPrefix(mp, "other-app/big.bin ") }) {
+				t.Fatal("the janitor aborted another application's multipart upload")
+			}
 		}
 	})
 }
