@@ -30,45 +30,9 @@ func diskStore(t *testing.T) store {
 		}
 	}
 	var othersMade bool
-	return store{
+	return withTusd(fst, store{
 		inv:  inv,
 		tomb: inv,
-		create: func(t *testing.T, size int64, data string) string {
-			up, err := fst.NewUpload(t.Context(), handler.FileInfo{
-				ID: uploadName(t), Size: size, MetaData: handler.MetaData{"filename": "report.pdf"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data != "" {
-				if _, err := up.WriteChunk(t.Context(), 0, strings.NewReader(data)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			info, err := up.GetInfo(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return info.ID
-		},
-		write: func(t *testing.T, id string, offset int64, data string) {
-			up, err := fst.GetUpload(t.Context(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := up.WriteChunk(t.Context(), offset, strings.NewReader(data)); err != nil {
-				t.Fatal(err)
-			}
-		},
-		finish: func(t *testing.T, id string) {
-			up, err := fst.GetUpload(t.Context(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := up.FinishUpload(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-		},
 		orphan: func(t *testing.T) string {
 			rel := uploadName(t)
 			put(t, rel, "") // as filestore leaves it when writing .info fails
@@ -139,7 +103,7 @@ func diskStore(t *testing.T) store {
 			return o
 		},
 		partTail: func(string) string { return "" },
-	}
+	})
 }
 
 func TestDisk(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/test/testenv"
@@ -51,45 +50,9 @@ func s3Store(t *testing.T, prefix string, wrap func(S3API) S3API) store {
 		return aws.ToString(out.UploadId)
 	}
 	var othersMade bool
-	return store{
+	return withTusd(ts, store{
 		inv:  inv,
 		tomb: inv,
-		create: func(t *testing.T, size int64, data string) string {
-			up, err := ts.NewUpload(t.Context(), handler.FileInfo{
-				ID: uploadName(t), Size: size, MetaData: handler.MetaData{"filename": "report.pdf"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data != "" {
-				if _, err := up.WriteChunk(t.Context(), 0, strings.NewReader(data)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			info, err := up.GetInfo(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return info.ID
-		},
-		write: func(t *testing.T, id string, offset int64, data string) {
-			up, err := ts.GetUpload(t.Context(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := up.WriteChunk(t.Context(), offset, strings.NewReader(data)); err != nil {
-				t.Fatal(err)
-			}
-		},
-		finish: func(t *testing.T, id string) {
-			up, err := ts.GetUpload(t.Context(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := up.FinishUpload(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-		},
 		orphan: func(t *testing.T) string {
 			k := root + uploadName(t)
 			createMultipart(t, k)
@@ -163,7 +126,7 @@ func s3Store(t *testing.T, prefix string, wrap func(S3API) S3API) store {
 			return slices.DeleteFunc(o, func(k string) bool { return strings.HasPrefix(k, root+".tusgate/expired/") })
 		},
 		partTail: func(id string) string { return key(id) + ".part" },
-	}
+	})
 }
 
 func TestS3(t *testing.T) {

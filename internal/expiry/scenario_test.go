@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tusgate/tusgate/internal/clock"
 )
 
@@ -262,4 +264,45 @@ func tombstoneIDs(t *testing.T, tomb Tombstones, id, alias string) {
 			t.Errorf("Put(%q) accepted", x)
 		}
 	}
+}
+
+// withTusd fills in s's create, write and finish with tusd's own store ds,
+// so that the scenario sees uploads exactly as tusd writes them.
+func withTusd(ds handler.DataStore, s store) store {
+	get := func(t *testing.T, id string) handler.Upload {
+		up, err := ds.GetUpload(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return up
+	}
+	s.create = func(t *testing.T, size int64, data string) string {
+		up, err := ds.NewUpload(t.Context(), handler.FileInfo{
+			ID: uploadName(t), Size: size, MetaData: handler.MetaData{"filename": "report.pdf"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data != "" {
+			if _, err := up.WriteChunk(t.Context(), 0, strings.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		info, err := up.GetInfo(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.ID
+	}
+	s.write = func(t *testing.T, id string, offset int64, data string) {
+		if _, err := get(t, id).WriteChunk(t.Context(), offset, strings.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.finish = func(t *testing.T, id string) {
+		if err := get(t, id).FinishUpload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
 }

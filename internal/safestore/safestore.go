@@ -401,6 +401,11 @@ func (u *upload) finish(ctx context.Context, info handler.FileInfo) error {
 	if err := u.inner.FinishUpload(ctx); err != nil {
 		return u.s.fail(ctx, "finish", u.id, err)
 	}
+	return u.assembled(ctx, info)
+}
+
+// assembled records, for stores that need it, that the upload is finished.
+func (u *upload) assembled(ctx context.Context, info handler.FileInfo) error {
 	if rec, ok := u.s.opt.Assembly.(AssemblyRecorder); ok {
 		return u.s.fail(ctx, "record assembly", u.id, rec.MarkAssembled(ctx, info))
 	}
@@ -491,10 +496,7 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	if err != nil {
 		return u.s.fail(ctx, "concatenate", u.id, err)
 	}
-	if rec, ok := u.s.opt.Assembly.(AssemblyRecorder); ok {
-		return u.s.fail(ctx, "record assembly", u.id, rec.MarkAssembled(ctx, info))
-	}
-	return nil
+	return u.assembled(ctx, info)
 }
 
 func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
