@@ -221,6 +221,32 @@ func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	}
 }
 
+// MarkAssembled finishes what s3store leaves running after it concatenates
+// small partials with a PutObject: it aborts the final upload's multipart
+// upload in the background, with the request's context, and until that
+// abort lands (never, if it fails) the finished upload reads as empty.
+// Aborting it before the request is answered closes both gaps. It
+// implements safestore.AssemblyRecorder.
+func (b *Backend) MarkAssembled(ctx context.Context, info handler.FileInfo) error {
+	key := info.Storage["Key"]
+	i := strings.LastIndex(info.ID, "+")
+	if !info.IsFinal || key == "" || i < 0 {
+		return nil
+	}
+	_, err := b.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(info.ID[i+1:]),
+	})
+	if err != nil && httpStatus(err) != http.StatusNotFound {
+		return fmt.Errorf("aborting the multipart upload of concatenated %s: %w", key, err)
+	}
+	return nil
+}
+
+var _ safestore.AssemblyRecorder = (*Backend)(nil)
+
+// Forget implements safestore.AssemblyRecorder; S3 keeps no records.
+func (b *Backend) Forget(context.Context, handler.FileInfo) error { return nil }
+
 // Usage counts an owner's unfinished uploads: the in-progress multipart
 // uploads under <prefix>/<owner>/, with the sizes declared in their .info
 // objects. It implements quota.Counter.
