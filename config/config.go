@@ -131,6 +131,10 @@ type S3 struct {
 	MinPartSize           int64
 	MaxBufferedParts      int
 	ConcurrentPartUploads int
+	// BufferMemory bounds the memory of part buffers (the stream and
+	// buffer write paths); writes beyond it use temp files. 0: always temp
+	// files.
+	BufferMemory int64
 	// TempDir holds parts on their way to S3; empty means DataDir/s3-tmp.
 	TempDir string
 	// StorageClass of finished objects (empty: the bucket's default).
@@ -202,7 +206,8 @@ func Default() Config {
 			SubjectClaim: "sub",
 		},
 		S3: S3{
-			PartSize:              50 * MiB,
+			PartSize:              8 * MiB,
+			BufferMemory:          128 * MiB,
 			MinPartSize:           5 * MiB,
 			MaxBufferedParts:      20,
 			ConcurrentPartUploads: 10,

@@ -290,6 +290,9 @@ func (s *S3) validate() Problems {
 	if s.PartSize > s3MaxPartSize {
 		add("--s3-part-size %s exceeds S3's largest part of 5GiB", FormatSize(s.PartSize))
 	}
+	if s.BufferMemory < 0 {
+		add("--s3-buffer-memory must not be negative (0 sends every write through --s3-temp-dir)")
+	}
 	if s.MaxBufferedParts < 1 {
 		add("--s3-max-buffered-parts must be at least 1 (default 20)")
 	}

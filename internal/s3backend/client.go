@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -57,6 +58,8 @@ type GuardedClient struct {
 	cond *sync.Cond
 	// parts tracks part uploads per object key.
 	parts map[string]*partState
+	// listed caches uploads' contiguous parts (see ListParts).
+	listed *listCache
 }
 
 type partState struct {
@@ -72,7 +75,7 @@ type objectSettings struct {
 }
 
 func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *GuardedClient {
-	c := &GuardedClient{Client: client, log: log, settings: settings, parts: map[string]*partState{}}
+	c := &GuardedClient{Client: client, log: log, settings: settings, parts: map[string]*partState{}, listed: newListCache(listCacheSize)}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
@@ -183,12 +186,27 @@ func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, op
 		// An existence probe (GetReader), not a listing.
 		return c.Client.ListParts(ctx, in, opts...)
 	}
+	// The run of parts 1…k listed before is still there: parts are only
+	// ever added after it (writers number new parts from such a listing,
+	// and blanking only hits parts past a gap), by any instance, and a
+	// completed or aborted upload answers NoSuchUpload whatever the
+	// marker. So the listing continues after part k, which keeps a HEAD on
+	// an upload of thousands of parts to one short request on S3s that
+	// seek to the marker.
+	cacheKey := aws.ToString(in.Key) + "\x00" + aws.ToString(in.UploadId)
+	known := c.listed.get(cacheKey)
 	req := *in
-	var all []types.Part
+	all := slices.Clone(known)
+	if len(known) > 0 && in.PartNumberMarker == nil {
+		req.PartNumberMarker = aws.String(strconv.Itoa(len(known)))
+	} else {
+		all = nil
+	}
 	var first *s3.ListPartsOutput
 	for {
 		out, err := c.Client.ListParts(ctx, &req, opts...)
 		if err != nil {
+			c.listed.drop(cacheKey)
 			return nil, err
 		}
 		if first == nil {
@@ -218,6 +236,9 @@ func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, op
 	if len(stale) > 0 {
 		c.log.WarnContext(ctx, "discarded S3 parts stored past a gap (an interrupted part upload); the client resends those bytes",
 			"key", aws.ToString(in.Key), "kept_parts", len(keep), "discarded_parts", stale)
+	}
+	if in.PartNumberMarker == nil {
+		c.listed.put(cacheKey, keep)
 	}
 	out := *first
 	out.Parts = keep

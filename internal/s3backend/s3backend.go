@@ -26,6 +26,7 @@ import (
 
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/quota"
+	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -37,6 +38,8 @@ type Backend struct {
 	// (webhook outbox, tombstones) are written through it too.
 	Objects  *GuardedClient
 	Store    s3store.S3Store
+	// Writer is the store tusd uses: Store with tusgate's write path.
+	Writer   *s3stream.Store
 	Bucket   string
 	Endpoint string // for messages; "" means AWS's own
 	TempDir  *TempDir
@@ -95,7 +98,17 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	store.TemporaryDirectory = tmp.Path
 	store.SetConcurrentPartUploads(s.ConcurrentPartUploads)
 
-	return &Backend{Client: client, Objects: objects, Store: store, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
+	writer := &s3stream.Store{
+		Inner:   store,
+		Objects: objects,
+		Parts:   client,
+		// The SDK can stream an unseekable body only over TLS; over plain
+		// HTTP it must hash the payload before sending.
+		Stream:  endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
+		Buffers: s3stream.NewBuffers(s.BufferMemory),
+		Log:     log,
+	}
+	return &Backend{Client: client, Objects: objects, Store: store, Writer: writer, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
 }
 
 func tempDirOf(cfg *config.Config) string {

@@ -31,6 +31,7 @@ import (
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/readiness"
 	"github.com/tusgate/tusgate/internal/s3backend"
+	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -116,7 +117,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	}
 	reg.MustRegister(prometheuscollector.New(tus.Metrics))
 
-	var uploads http.Handler = tus
+	var uploads http.Handler = bodyLength(tus)
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
 		uploads = uploadExpires(ttl, time.Now, uploads)
 	}
@@ -190,8 +191,9 @@ func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string,
 			s.log.Warn("S3 is not reachable yet; starting anyway, /readyz answers 503 until it is", "reason", err.Error())
 		}
 		s.ready.Add("s3", b.Check, err)
-		b.Store.UseIn(composer)
+		b.Writer.UseIn(composer)
 		b.Store.RegisterMetrics(reg)
+		b.Writer.Metrics = s3stream.NewMetrics(reg, b.Writer.Buffers)
 		opt.Assembly = b
 		s.usage = b
 		s.s3 = b

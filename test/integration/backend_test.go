@@ -23,11 +23,12 @@ type backend struct {
 	s3      *testenv.S3Server // nil for the disk store
 }
 
-// s3Backend starts a versitygw of its own and configures tusgate for it,
-// with 5 MiB parts so that tests exercise many parts with little data.
+// s3Backend starts a versitygw of its own, over HTTPS as in production (so
+// tusgate streams parts), and configures tusgate for it, with 5 MiB parts
+// so that tests exercise many parts with little data.
 func s3Backend(t *testing.T, extra ...string) *backend {
 	t.Helper()
-	s3 := testenv.StartS3(t, testenv.S3Options{})
+	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
 	s3.CreateBucket(t, testBucket)
 	dir := t.TempDir()
 	return &backend{

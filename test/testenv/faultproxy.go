@@ -26,7 +26,7 @@ import (
 // for the proxy's host:port is the one the target verifies. Request and
 // response bodies are streamed, never buffered.
 type FaultProxy struct {
-	URL string // http://127.0.0.1:PORT
+	URL string // http://127.0.0.1:PORT (https:// from NewTLSFaultProxy)
 
 	rp *httputil.ReverseProxy
 
@@ -46,6 +46,25 @@ type FaultProxy struct {
 // ends. An https target's certificate is not verified: the target is a local
 // test server.
 func NewFaultProxy(t testing.TB, target string) *FaultProxy {
+	t.Helper()
+	return newFaultProxy(t, target, nil)
+}
+
+// NewTLSFaultProxy is NewFaultProxy serving HTTPS (URL is https://…) with
+// a throw-away certificate for 127.0.0.1; give clients CABundle (as
+// AWS_CA_BUNDLE). Over HTTPS, aws-sdk-go-v2 streams unseekable bodies
+// instead of hashing them first.
+func NewTLSFaultProxy(t testing.TB, target string) (p *FaultProxy, caBundle string) {
+	t.Helper()
+	ca, cert, key := Certs(t)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatalf("testenv: NewTLSFaultProxy: %v", err)
+	}
+	return newFaultProxy(t, target, &tls.Config{Certificates: []tls.Certificate{pair}}), ca
+}
+
+func newFaultProxy(t testing.TB, target string, serverTLS *tls.Config) *FaultProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -72,6 +91,10 @@ func NewFaultProxy(t testing.TB, target string) *FaultProxy {
 		t.Fatalf("testenv: NewFaultProxy: %v", err)
 	}
 	p.URL = "http://" + l.Addr().String()
+	if serverTLS != nil {
+		l = tls.NewListener(l, serverTLS)
+		p.URL = "https://" + l.Addr().String()
+	}
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()

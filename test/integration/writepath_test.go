@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tusgate/tusgate/test/testenv"
+)
+
+// The three ways a PATCH body reaches S3 (internal/s3stream): streamed into
+// parts as it arrives (S3 over HTTPS), read into memory part by part (plain
+// HTTP), or through tusd's temp files (when part buffers are spent). Each
+// must store every byte a client sent, also when the client disconnects in
+// the middle of a part.
+func TestWritePaths(t *testing.T) {
+	data, sum := payload(23*MiB+7, 31)
+	cases := []struct {
+		path  string
+		tls   bool
+		extra []string
+	}{
+		{"stream", true, nil},
+		{"buffer", false, nil},
+		{"tempfile", true, []string{"--s3-buffer-memory", "0"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			s3 := testenv.StartS3(t, testenv.S3Options{TLS: tc.tls})
+			s3.CreateBucket(t, testBucket)
+			b := &backend{name: "s3", s3: s3, env: s3.Env(), dataDir: t.TempDir()}
+			b.args = append([]string{"--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", b.dataDir}, tc.extra...)
+			g := b.start(t)
+
+			// One PATCH: four full parts and a last one of 3 MiB + 7.
+			whole := create(t, g, int64(len(data)))
+			if r := patch(t, whole, 0, data); r.Status != http.StatusNoContent || r.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+				t.Fatalf("PATCH: %d offset %q %s", r.Status, r.Header.Get("Upload-Offset"), r.Body)
+			}
+			b.assertStored(t, whole, sum, int64(len(data)))
+
+			// Small PATCHes (tails below the minimum part size), then one
+			// cut mid-part by the client: every byte it sent is kept.
+			loc := create(t, g, int64(len(data)))
+			off := 0
+			for _, n := range []int{3 * MiB, 1, 3*MiB - 1, 4 * MiB} {
+				if r := patch(t, loc, int64(off), data[off:off+n]); r.Status != http.StatusNoContent {
+					t.Fatalf("PATCH at %d: %d %s", off, r.Status, r.Body)
+				}
+				off += n
+				if got := headOffset(t, loc); got != int64(off) {
+					t.Fatalf("offset after PATCH = %d, want %d", got, off)
+				}
+			}
+			sent := 7*MiB + 5 // the rest of a part, a full one and 5 bytes more
+			if status := cutPatch(t, loc, int64(off), data[off:], sent); status < 400 {
+				t.Fatalf("cut PATCH answered %d", status)
+			}
+			off += sent
+			if got := headOffset(t, loc); got != int64(off) {
+				t.Fatalf("offset after the client disconnected = %d, want every byte it sent: %d", got, off)
+			}
+			if r := patch(t, loc, int64(off), data[off:]); r.Status != http.StatusNoContent {
+				t.Fatalf("resume PATCH: %d %s", r.Status, r.Body)
+			}
+			b.assertStored(t, loc, sum, int64(len(data)))
+
+			m := scrapeMetrics(t, g)
+			for _, p := range []string{"stream", "buffer", "tempfile"} {
+				n := m[`tusgate_s3_writes_total{path="`+p+`"}`]
+				if (p == tc.path) != (n > 0) {
+					t.Errorf("writes by path %s = %v; every write should take the %s path", p, n, tc.path)
+				}
+			}
+			switch tc.path {
+			case "stream":
+				if m[`tusgate_s3_parts_total{how="streamed"}`] < 5 || m[`tusgate_s3_parts_total{how="tail"}`] < 2 {
+					t.Errorf("parts: %v", m)
+				}
+			case "buffer":
+				if m[`tusgate_s3_parts_total{how="buffered"}`] < 5 || m[`tusgate_s3_parts_total{how="streamed"}`] != 0 {
+					t.Errorf("parts: %v", m)
+				}
+			}
+		})
+	}
+}
+
+// A streamed part that S3 refuses is sent again from memory.
+func TestStreamedPartResentWhenS3Fails(t *testing.T) {
+	data, sum := payload(17*MiB, 32)
+	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
+	s3.CreateBucket(t, testBucket)
+	proxy, ca := testenv.NewTLSFaultProxy(t, s3.Endpoint)
+	var failed atomic.Int64
+	proxy.FailMatching(func(r *http.Request) bool {
+		// The first attempt at part 2 of every upload.
+		return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && failed.Add(1) == 1
+	})
+	dir := t.TempDir()
+	env := append(s3.Env(), "AWS_ENDPOINT_URL_S3="+proxy.URL, "AWS_CA_BUNDLE="+ca)
+	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", dir)
+	loc := create(t, g, int64(len(data)))
+	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+	}
+	b := &backend{s3: s3}
+	b.assertStored(t, loc, sum, int64(len(data)))
+	m := scrapeMetrics(t, g)
+	if failed.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="streamed"}`] != 3 {
+		t.Fatalf("part 2 requests %d; parts %v", failed.Load(), m)
+	}
+}
+
+// cutPatch sends a PATCH declaring all of rest but only its first send
+// bytes, then half-closes the connection, as a client whose upload broke
+// off; it returns the status of the answer, which tusgate writes after it
+// stored what arrived.
+func cutPatch(t *testing.T, loc string, offset int64, rest []byte, send int) int {
+	t.Helper()
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: %s\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: %d\r\nContent-Length: %d\r\n\r\n",
+		u.Path, u.Host, offset, len(rest))
+	if _, err := conn.Write(rest[:send]); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to the cut PATCH: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// scrapeMetrics returns the samples of /metrics by series name with labels.
+func scrapeMetrics(t *testing.T, g *gate) map[string]float64 {
+	t.Helper()
+	r := do(t, "GET", g.URL+"/metrics", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/metrics: %d", r.Status)
+	}
+	m := map[string]float64{}
+	for line := range strings.Lines(r.Body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	return m
+}
