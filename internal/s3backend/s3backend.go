@@ -36,8 +36,8 @@ type Backend struct {
 	// Objects is the client the store writes through: it adds the
 	// configured encryption and object settings. tusgate's own objects
 	// (webhook outbox, tombstones) are written through it too.
-	Objects  *GuardedClient
-	Store    s3store.S3Store
+	Objects *GuardedClient
+	Store   s3store.S3Store
 	// Writer is the store tusd uses: Store with tusgate's write path.
 	Writer   *s3stream.Store
 	Bucket   string
