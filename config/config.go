@@ -207,7 +207,7 @@ func Default() Config {
 		},
 		S3: S3{
 			PartSize:              8 * MiB,
-			BufferMemory:          128 * MiB,
+			BufferMemory:          64 * MiB,
 			MinPartSize:           5 * MiB,
 			MaxBufferedParts:      20,
 			ConcurrentPartUploads: 10,

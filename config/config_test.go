@@ -69,7 +69,7 @@ s3-concurrent-part-uploads: 3
 	if want := []string{"https://a.example", "https://b.example"}; !reflect.DeepEqual(cfg.CORSOrigins, want) {
 		t.Errorf("cors-origins = %v, want %v", cfg.CORSOrigins, want)
 	}
-	if cfg.S3.Bucket != "bkt" || cfg.S3.PartSize != 8*MiB || cfg.S3.BufferMemory != 128*MiB {
+	if cfg.S3.Bucket != "bkt" || cfg.S3.PartSize != 8*MiB || cfg.S3.BufferMemory != 64*MiB {
 		t.Errorf("env bucket or default part size lost: %+v", cfg.S3)
 	}
 }

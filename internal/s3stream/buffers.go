@@ -1,9 +1,6 @@
 package s3stream
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // Buffers hands out part buffers within a memory budget. A write either
 // gets its whole buffer up front or none (and then takes tusd's temp-file
@@ -11,19 +8,21 @@ import (
 // cannot deadlock, and it bounds what buffers add to the process's RSS.
 //
 // Sizes are rounded up to a class (powers of two up to 1 MiB, whole MiB
-// above) so that buffers can be reused through one sync.Pool per class; the
-// budget counts the rounded sizes.
+// above). Returned buffers are kept for reuse, within the same budget: a
+// sync.Pool would drop them at every GC and let the heap grow to twice the
+// budget with their garbage.
 type Buffers struct {
 	limit int64
-	used  atomic.Int64
 
-	mu    sync.Mutex
-	pools map[int]*sync.Pool
+	mu        sync.Mutex
+	allocated int64 // bytes held: in use or free
+	inUse     int64
+	free      map[int][][]byte
 }
 
-// NewBuffers returns a pool that hands out at most limit bytes at once.
+// NewBuffers returns a pool that holds at most limit bytes.
 func NewBuffers(limit int64) *Buffers {
-	return &Buffers{limit: limit, pools: map[int]*sync.Pool{}}
+	return &Buffers{limit: limit, free: map[int][][]byte{}}
 }
 
 const minClass = 64 << 10
@@ -47,36 +46,42 @@ func class(n int64) int {
 // bytes (rounded up) left. Return it with Put.
 func (b *Buffers) Get(n int64) ([]byte, bool) {
 	c := class(n)
-	if b.used.Add(int64(c)) > b.limit {
-		b.used.Add(-int64(c))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if list := b.free[c]; len(list) > 0 {
+		buf := list[len(list)-1]
+		b.free[c] = list[:len(list)-1]
+		b.inUse += int64(c)
+		return buf[:n], true
+	}
+	if b.inUse+int64(c) > b.limit {
 		return nil, false
 	}
-	p := b.pool(c)
-	if buf, ok := p.Get().(*[]byte); ok {
-		return (*buf)[:n], true
+	// Make room by dropping free buffers of other sizes.
+	for size, list := range b.free {
+		for len(list) > 0 && b.allocated+int64(c) > b.limit {
+			list = list[:len(list)-1]
+			b.allocated -= int64(size)
+		}
+		b.free[size] = list
 	}
-	buf := make([]byte, c)
-	return buf[:n], true
+	b.allocated += int64(c)
+	b.inUse += int64(c)
+	return make([]byte, n, c), true
 }
 
 // Put returns a buffer from Get to the pool.
 func (b *Buffers) Put(buf []byte) {
 	c := cap(buf)
-	buf = buf[:c]
-	b.pool(c).Put(&buf)
-	b.used.Add(-int64(c))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free[c] = append(b.free[c], buf[:c])
+	b.inUse -= int64(c)
 }
 
 // InUse reports the bytes handed out and not yet returned.
-func (b *Buffers) InUse() int64 { return b.used.Load() }
-
-func (b *Buffers) pool(c int) *sync.Pool {
+func (b *Buffers) InUse() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.pools[c]
-	if p == nil {
-		p = &sync.Pool{}
-		b.pools[c] = p
-	}
-	return p
+	return b.inUse
 }
