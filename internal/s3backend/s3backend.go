@@ -28,6 +28,7 @@ import (
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
 // Backend is a configured S3 client and store.
@@ -63,6 +64,8 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	if err != nil {
 		return nil, &MisconfigError{fmt.Sprintf("AWS configuration: %v (check AWS_* environment variables, AWS_CA_BUNDLE and ~/.aws/config)", err)}
 	}
+
+	awsCfg.HTTPClient = batchTLSWrites(awsCfg.HTTPClient)
 
 	endpoint := s.Endpoint
 	if endpoint == "" {
@@ -104,11 +107,32 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		Parts:   client,
 		// The SDK can stream an unseekable body only over TLS; over plain
 		// HTTP it must hash the payload before sending.
-		Stream:  endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
-		Buffers: s3stream.NewBuffers(s.BufferMemory),
-		Log:     log,
+		Stream:   endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
+		Parallel: s.ParallelParts,
+		Buffers:  s3stream.NewBuffers(s.BufferMemory),
+		Log:      log,
 	}
 	return &Backend{Client: client, Objects: objects, Store: store, Writer: writer, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
+}
+
+// batchTLSWrites makes the SDK's HTTPS connections send each chunk of a
+// request body in one system call rather than one per TLS record (see
+// internal/tlsbatch). It keeps the transport's TLS settings (AWS_CA_BUNDLE
+// among them), dialer and timeouts; proxied connections, which the
+// transport wraps in TLS itself, are left as they are. A client that is not
+// the SDK's default kind is kept unchanged.
+func batchTLSWrites(c aws.HTTPClient) aws.HTTPClient {
+	if c == nil {
+		c = awshttp.NewBuildableClient()
+	}
+	bc, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		return c
+	}
+	return bc.WithTransportOptions(func(tr *http.Transport) {
+		d := &tlsbatch.Dialer{Config: tr.TLSClientConfig, DialContext: tr.DialContext, HandshakeTimeout: tr.TLSHandshakeTimeout}
+		tr.DialTLSContext = d.DialTLSContext
+	})
 }
 
 func tempDirOf(cfg *config.Config) string {
