@@ -35,6 +35,9 @@ type Config struct {
 	// MetricsListen, when set, serves /metrics on this separate host:port
 	// (and not on Listen).
 	MetricsListen string
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ on
+	// MetricsListen (never on Listen: profiles reveal internals).
+	Pprof bool
 	// DisableDownload refuses GET on uploads.
 	DisableDownload bool
 	// IETFDraft accepts the IETF resumable-upload draft next to tus 1.0.
@@ -135,6 +138,10 @@ type S3 struct {
 	// buffer write paths); writes beyond it use temp files. 0: always temp
 	// files.
 	BufferMemory int64
+	// ParallelParts is the most parts of one upload on their way to S3 at
+	// once, each in its own part buffer, while the buffer budget is less
+	// than half used.
+	ParallelParts int
 	// TempDir holds parts on their way to S3; empty means DataDir/s3-tmp.
 	TempDir string
 	// StorageClass of finished objects (empty: the bucket's default).
@@ -208,6 +215,7 @@ func Default() Config {
 		S3: S3{
 			PartSize:              8 * MiB,
 			BufferMemory:          64 * MiB,
+			ParallelParts:         4,
 			MinPartSize:           5 * MiB,
 			MaxBufferedParts:      20,
 			ConcurrentPartUploads: 10,

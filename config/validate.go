@@ -33,6 +33,9 @@ func (c *Config) Validate() Problems {
 	if err := checkHostPort(c.Listen); err != nil {
 		add("--listen %q: %v; write host:port, e.g. 127.0.0.1:8080 or :8080", c.Listen, err)
 	}
+	if c.Pprof && c.MetricsListen == "" {
+		add("--pprof needs --metrics-listen: profiles are served only there, never on the upload listener; add e.g. --metrics-listen 127.0.0.1:9090")
+	}
 	if c.MetricsListen != "" {
 		if err := checkHostPort(c.MetricsListen); err != nil {
 			add("--metrics-listen %q: %v; write host:port, e.g. 127.0.0.1:9090", c.MetricsListen, err)
@@ -292,6 +295,9 @@ func (s *S3) validate() Problems {
 	}
 	if s.BufferMemory < 0 {
 		add("--s3-buffer-memory must not be negative (0 sends every write through --s3-temp-dir)")
+	}
+	if s.ParallelParts < 1 || s.ParallelParts > 64 {
+		add("--s3-parallel-parts %d must be between 1 and 64", s.ParallelParts)
 	}
 	if s.MaxBufferedParts < 1 {
 		add("--s3-max-buffered-parts must be at least 1 (default 20)")

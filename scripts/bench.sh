@@ -26,6 +26,12 @@
 # removed at the end, also on Ctrl-C. BENCH_TMP picks its parent (default
 # $TMPDIR or /tmp); it needs a few GiB free there, 12 GiB with "head".
 #
+# BENCH_PROFILE=N: tusgate runs with --pprof and tusd with -expose-pprof,
+# and during every timed tusgate and tusd run a CPU profile of N seconds is
+# taken (start it with a scenario that lasts longer, e.g. BENCH_SIZE=4GiB).
+# The profiles are kept in .cache/bench/ next to the report; read them with
+# "go tool pprof -top FILE". Profiling costs a little CPU of its own.
+#
 # Before each run the script waits until the machine is nearly idle (at most
 # BENCH_QUIET_WAIT, 60 s): other programs' CPU use is measured with ours. The
 # report names the runs that were disturbed anyway.
@@ -37,7 +43,7 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT; do
+	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -54,6 +60,7 @@ BENCH_HEADS=${BENCH_HEADS:-200}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10m}
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
+BENCH_PROFILE=${BENCH_PROFILE:-0}
 
 TUSD_VERSION=v2.9.1
 VERSITYGW_VERSION=v1.8.0
@@ -72,6 +79,7 @@ esac
 [[ $BENCH_REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive number"
 [[ $BENCH_HEAD_PARTS =~ ^[1-9][0-9]*$ && $BENCH_HEADS =~ ^[1-9][0-9]*$ ]] || die "BENCH_HEAD_PARTS and BENCH_HEADS must be positive numbers"
 [[ $BENCH_QUIET_WAIT =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT must be a number of seconds"
+[[ $BENCH_PROFILE =~ ^[0-9]+$ ]] || die "BENCH_PROFILE must be a number of seconds (0: no profiles)"
 for s in $BENCH_SCENARIOS; do
 	case $s in single | conc | many | small | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
 done
@@ -246,16 +254,22 @@ S3ENV=(AWS_ACCESS_KEY_ID="$AK" AWS_SECRET_ACCESS_KEY="$SK" AWS_REGION=us-east-1 
 
 # ---- tusgate and stock tusd -------------------------------------------------
 
-# start_tusgate NAME EXTRA-FLAGS...: sets TG_PID and TG_URL.
+# start_tusgate NAME EXTRA-FLAGS...: sets TG_PID, TG_URL and TG_PPROF.
 start_tusgate() {
 	local name=$1 port
 	shift
 	free_port
 	port=$PORT
 	TG_URL="http://127.0.0.1:$port"
+	local prof=()
+	if ((BENCH_PROFILE)); then
+		free_port
+		prof=(--metrics-listen "127.0.0.1:$PORT" --pprof)
+		TG_PPROF="http://127.0.0.1:$PORT/debug/pprof"
+	fi
 	mkdir -p "$RUN/$name"
 	start_bg "$RUN/logs/$name.log" env -i PATH="$PATH" HOME="$RUN/home" "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" \
-		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "$@"
+		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "${prof[@]}" "$@"
 	TG_PID=$LAST_PID
 	wait_http "$name" "$TG_PID" "$RUN/logs/$name.log" "$TG_URL/readyz"
 }
@@ -267,8 +281,10 @@ start_tusd() {
 	free_port
 	port=$PORT
 	TD_URL="http://127.0.0.1:$port"
+	local prof=()
+	if ((BENCH_PROFILE)); then prof=(-expose-pprof); fi
 	start_bg "$RUN/logs/$name.log" env -i PATH="$PATH" HOME="$RUN/home" TMPDIR="$RUN/tusd-tmp" "${S3ENV[@]}" \
-		"$BIN/tusd" -host 127.0.0.1 -port "$port" -s3-bucket bench-tusd -s3-endpoint "$S3_URL" "$@"
+		"$BIN/tusd" -host 127.0.0.1 -port "$port" -s3-bucket bench-tusd -s3-endpoint "$S3_URL" "${prof[@]}" "$@"
 	TD_PID=$LAST_PID
 	wait_http "$name" "$TD_PID" "$RUN/logs/$name.log" "$TD_URL/metrics"
 }
@@ -312,15 +328,25 @@ bench() {
 	local scenario=$1 target=$2 rc=0
 	shift 2
 	local args=(--scenario "$scenario" --label "$target" --s3-pid "$VGW_PID" --timeout "$BENCH_TIMEOUT" --json)
+	local pprof=""
 	case $target in
-	tusgate) args+=(--endpoint "$TG_URL/files/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID") ;;
-	tusd) args+=(--endpoint "$TD_URL/files/" --pid "$TD_PID") ;;
+	tusgate) args+=(--endpoint "$TG_URL/files/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID") pprof=${TG_PPROF:-} ;;
+	tusd) args+=(--endpoint "$TD_URL/files/" --pid "$TD_PID") pprof=$TD_URL/debug/pprof ;;
 	s3-direct) args+=(--s3-direct --s3-bucket bench-direct) ;;
 	esac
 	# Let the previous run's writes reach the disk, so they do not slow this one.
 	sync
 	wait_quiet
+	local prof_pid=""
+	if ((BENCH_PROFILE)) && [[ -n $pprof && -z ${OUT:-} ]]; then
+		PROFILE_N=$((${PROFILE_N:-0} + 1))
+		local pf
+		pf="$RUN/profile-$PROFILE_N-$target-${scenario//[^A-Za-z0-9]/_}.pprof"
+		curl -sf -o "$pf" "$pprof/profile?seconds=$BENCH_PROFILE" &
+		prof_pid=$!
+	fi
 	env "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" "$BENCH" "${args[@]}" "$@" >>"${OUT:-$RESULTS}" || rc=$?
+	if [[ -n $prof_pid ]]; then wait "$prof_pid" || log "taking a profile of $target failed"; fi
 	case $rc in
 	0) ;;
 	1) FAILED=1 ;;
@@ -404,6 +430,9 @@ REPORT="$OUTDIR/bench-$stamp.md"
 	"$BENCH" report --subject tusgate "$RESULTS"
 } >"$REPORT"
 cp "$RESULTS" "$OUTDIR/bench-$stamp.jsonl"
+for pf in "$RUN"/profile-*.pprof; do
+	[[ -e $pf ]] && cp "$pf" "$OUTDIR/bench-$stamp-${pf##*/}"
+done
 echo
 cat "$REPORT"
 echo

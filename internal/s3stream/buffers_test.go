@@ -182,3 +182,40 @@ func TestBuffersConcurrent(t *testing.T) {
 	}
 	t.Logf("%d buffers handed out, %d refused", granted, refused)
 }
+
+// TestBuffersExtra: extra buffers only come from the first half of the
+// budget; the rest is kept for writes' first buffers.
+func TestBuffersExtra(t *testing.T) {
+	const mib = 1 << 20
+	b := NewBuffers(8 * mib)
+	first, ok := b.Get(2 * mib)
+	if !ok {
+		t.Fatal("Get(2 MiB) from an unused budget failed")
+	}
+	extra, ok := b.GetExtra(2 * mib)
+	if !ok {
+		t.Fatal("GetExtra(2 MiB) with 2 of 8 MiB in use failed")
+	}
+	if b.Crowded() {
+		t.Error("Crowded with 4 of 8 MiB in use")
+	}
+	if buf, ok := b.GetExtra(mib); ok {
+		t.Fatalf("GetExtra(1 MiB) with 4 of 8 MiB in use = %d bytes; want none (past half the budget)", len(buf))
+	}
+	second, ok := b.Get(4 * mib)
+	if !ok {
+		t.Fatal("Get(4 MiB) with 4 of 8 MiB in use failed")
+	}
+	if !b.Crowded() {
+		t.Error("not Crowded with 8 of 8 MiB in use")
+	}
+	for i, buf := range [][]byte{first, extra, second} {
+		for j := range buf {
+			buf[j] = byte(i) // the memory is writable
+		}
+		b.Put(buf)
+	}
+	if got := b.InUse(); got != 0 {
+		t.Errorf("InUse after returning everything = %d", got)
+	}
+}

@@ -44,6 +44,9 @@ type fakeS3 struct {
 	// body is read. A non-nil error fails the call after read bytes of the
 	// body, like S3 or the network failing mid-request.
 	abortUploadPart func(partNumber int32, attempt int) (read int64, err error)
+	// beginUploadPart, if set, is called when an UploadPart call arrives,
+	// before its body is read.
+	beginUploadPart func(partNumber int32)
 	// afterUploadPart, if set, is called with each UploadPart call once
 	// it is recorded (and its part stored if it succeeded).
 	afterUploadPart func(partCall)
@@ -169,7 +172,7 @@ func (f *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ..
 	f.attempts[id+"/"+strconv.Itoa(int(num))]++
 	call.attempt = f.attempts[id+"/"+strconv.Itoa(int(num))]
 	mp := f.uploads[id]
-	abort, fail := f.abortUploadPart, f.failUploadPart
+	abort, fail, begin := f.abortUploadPart, f.failUploadPart, f.beginUploadPart
 	var err error
 	switch {
 	case aws.ToString(in.Bucket) != f.bucket:
@@ -180,6 +183,9 @@ func (f *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ..
 		err = apiError("InvalidArgument", "part number %d", num)
 	}
 	f.mu.Unlock()
+	if begin != nil {
+		begin(num)
+	}
 
 	var data []byte
 	if err == nil && abort != nil {

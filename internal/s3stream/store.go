@@ -8,15 +8,18 @@
 // s3store, with the same objects: <key> multipart upload, <key>.info and the
 // <key>.part tail, so either store can continue an upload the other began.
 //
-// Each part goes to S3 as it arrives. Over HTTPS the body is streamed
-// straight into UploadPart, as an unseekable stream with a CRC32 trailer that
-// S3 checks. The bytes also land in one part-sized buffer, so nothing is lost
-// when the stream stops short: if the client disconnects mid-part, S3 has
-// rejected the truncated part, and the bytes received are stored from the
-// buffer (as a part, or as the .part tail when too small); if S3 fails
-// mid-part, the rest of the part is read into the buffer and sent again with
-// the SDK's retries. Over plain HTTP the SDK must sign a hash of the payload
-// before sending it, so each part is read into the buffer first.
+// The request body is read into part-sized buffers, and each part goes to
+// S3 while it fills: over HTTPS its UploadPart streams the buffer as it
+// fills, as an unseekable body with a CRC32 trailer that S3 checks. Nothing
+// is lost when a stream stops short: if the client disconnects mid-part, S3
+// has rejected the truncated part, and the bytes received are stored from
+// the buffer (as a part, or as the .part tail when too small); if S3 fails
+// mid-part, the part is sent again from the buffer once it is complete,
+// with the SDK's retries. Over plain HTTP the SDK must sign a hash of the
+// payload before sending it, so each part is sent once it is complete.
+// While the budget has room, up to Parallel parts of a write are on their
+// way at once, so that a single S3 connection does not cap an upload's
+// speed.
 //
 // Memory is bounded by Buffers: a write that cannot get its buffer falls
 // back to s3store's temp files rather than wait.
@@ -66,10 +69,13 @@ type Store struct {
 	// Stream sends parts while they arrive (S3 over HTTPS). Otherwise each
 	// part is read into memory first (plain HTTP: the SDK signs a hash of
 	// the payload).
-	Stream  bool
-	Buffers *Buffers
-	Metrics *Metrics // may be nil
-	Log     *slog.Logger
+	Stream bool
+	// Parallel is the most parts of one write on their way to S3 at once,
+	// each in its own buffer (at least 1).
+	Parallel int
+	Buffers  *Buffers
+	Metrics  *Metrics // may be nil
+	Log      *slog.Logger
 }
 
 // UseIn sets the store as the core of composer with all of s3store's
@@ -217,13 +223,14 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	}
 	objectID, multipartID := splitID(info.ID)
 	if st.incomplete > 0 {
-		w := &writer{s: u.s, st: &st, buf: make([]byte, st.incomplete), key: u.s.key(objectID), multipartID: multipartID}
+		buf := make([]byte, st.incomplete)
+		w := &writer{s: u.s, st: &st, key: u.s.key(objectID), multipartID: multipartID}
 		if !w.isPart(st.partsSize, st.incomplete) {
 			return fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, info.Offset, info.Size)
 		}
 		// Deleted before it is sent as a part, so that the offset never
 		// counts it twice (as in WriteChunk).
-		if err := w.readTail(ctx); err != nil {
+		if err := w.readTail(ctx, buf); err != nil {
 			return err
 		}
 		n := st.incomplete
@@ -234,7 +241,7 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 			return err
 		}
 		u.inner, u.stored = fresh, nil
-		if err := w.store(ctx, st.partsSize, n, "buffered"); err != nil {
+		if err := w.store(ctx, st.partsSize, buf[:n], "buffered"); err != nil {
 			return err
 		}
 	}

@@ -60,13 +60,14 @@ func newEnv(t *testing.T, stream bool, opts ...func(*s3store.S3Store)) *env {
 	reg := prometheus.NewRegistry()
 	bufs := NewBuffers(64 << 20)
 	e := &env{t: t, s3: f, reg: reg, store: &Store{
-		Inner:   inner,
-		Objects: f,
-		Parts:   f,
-		Stream:  stream,
-		Buffers: bufs,
-		Metrics: NewMetrics(reg, bufs),
-		Log:     slog.New(slog.DiscardHandler),
+		Inner:    inner,
+		Objects:  f,
+		Parts:    f,
+		Stream:   stream,
+		Parallel: 3,
+		Buffers:  bufs,
+		Metrics:  NewMetrics(reg, bufs),
+		Log:      slog.New(slog.DiscardHandler),
 	}}
 	e.core = e.store
 	t.Cleanup(func() {
@@ -791,6 +792,70 @@ func TestStreamResendsFromMemory(t *testing.T) {
 	}
 	if e.parts("streamed") != 2 || e.parts("resent") != 1 {
 		t.Errorf("parts streamed=%v resent=%v, want 2 and 1", e.parts("streamed"), e.parts("resent"))
+	}
+}
+
+// TestPartsInParallel: with Stream, the next parts of a write go to S3
+// while the first still waits for S3's answer, up to Parallel at once, and
+// S3 still stores them in order.
+func TestPartsInParallel(t *testing.T) {
+	for _, parallel := range []int{1, 3} {
+		t.Run(fmt.Sprintf("parallel=%d", parallel), func(t *testing.T) {
+			e := newEnv(t, true)
+			e.store.Parallel = parallel
+			const size = 5 * testPartSize
+			data := testData(size, 21)
+			id := e.create(size, false)
+			var mu sync.Mutex
+			begun := map[int32]bool{}
+			others := make(chan struct{}) // closed when parts 2 and 3 have begun
+			var stored []int32
+			parallelSeen := false
+			e.s3.configure(func(f *fakeS3) {
+				f.beginUploadPart = func(p int32) {
+					mu.Lock()
+					defer mu.Unlock()
+					if begun[p] {
+						return
+					}
+					begun[p] = true
+					if begun[2] && begun[3] && (p == 2 || p == 3) {
+						close(others)
+					}
+				}
+				// S3 answers part 1 only once parts 2 and 3 are on their
+				// way, or after a guard of 1 s.
+				f.failUploadPart = func(p int32, attempt int) error {
+					if p == 1 {
+						select {
+						case <-others:
+							mu.Lock()
+							parallelSeen = true
+							mu.Unlock()
+						case <-time.After(time.Second):
+						}
+					}
+					return nil
+				}
+				f.afterUploadPart = func(c partCall) {
+					mu.Lock()
+					defer mu.Unlock()
+					stored = append(stored, c.part)
+				}
+			})
+			if n, err := e.patch(id, 0, reqBody(data), size); err != nil || n != size {
+				t.Fatalf("WriteChunk = %d, %v", n, err)
+			}
+			e.checkObject(id, data)
+			mu.Lock()
+			defer mu.Unlock()
+			if parallelSeen != (parallel >= 3) {
+				t.Errorf("with Parallel %d, parts 2 and 3 went to S3 while part 1 waited for its answer: %v", parallel, parallelSeen)
+			}
+			if !slices.Equal(stored, []int32{1, 2, 3, 4, 5}) {
+				t.Errorf("S3 stored parts in the order %v, want 1 to 5", stored)
+			}
+		})
 	}
 }
 

@@ -84,8 +84,8 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	}
 
 	objectID, multipartID := splitID(info.ID)
-	w := &writer{s: s, st: &st, src: src, buf: buf, key: s.key(objectID), multipartID: multipartID, partSize: size}
-	defer w.release()
+	w := &writer{s: s, st: &st, src: src, first: buf, key: s.key(objectID), multipartID: multipartID, partSize: size}
+	defer s.Buffers.Put(w.first)
 	err = w.write(ctx, offset+expect)
 	st.info.Offset = st.partsSize + st.incomplete
 	written := max(st.info.Offset-offset, 0)
@@ -143,39 +143,57 @@ func (u *upload) current(ctx context.Context, info handler.FileInfo) (state, err
 	return st, nil
 }
 
-// writer is one WriteChunk.
+// writer is one WriteChunk. It reads the request body into part buffers
+// and hands each part to a goroutine of its own (a flight), which sends it
+// to S3 while it fills: over HTTPS as a stream, over plain HTTP once it is
+// complete. With several buffers, several parts are on their way at once,
+// so that one S3 connection's speed does not limit the upload; S3 answers
+// them in order (see fillBody), so a part is never stored past a missing
+// one.
 type writer struct {
 	s   *Store
 	st  *state
 	src io.Reader
-	buf []byte // holds the part being read
-	// spare is a second buffer: it lets one part await S3's answer (its
-	// bytes kept for sending again) while the next one streams. nil until
-	// needed, and if the budget has none.
-	spare       []byte
+	// first is the buffer the write was given; the parts it carries take
+	// turns with those in extra buffers, which come from the budget only
+	// while it has room to spare (Buffers.GetExtra).
+	first       []byte
+	firstBusy   bool
 	key         string
 	multipartID string
 	partSize    int64
-	// pending is a streamed part whose bytes are all sent and whose answer
-	// has not been taken yet.
-	pending *sending
+	// inflight holds the parts handed to flights and not yet taken, oldest
+	// first.
+	inflight []*flight
 }
 
-// sending is a streamed UploadPart.
-type sending struct {
-	buf    []byte // the part, kept for sending again
+// flight is one part on its way to S3.
+type flight struct {
 	number int32
+	buf    []byte // the part's bytes, kept until S3 has stored them
+	extra  bool   // buf is an extra buffer, not the writer's first
+	body   *fillBody
+	prev   *flight // the part before, if still in flight when this one began
 	done   chan struct{}
-	etag   *string
-	err    error
+	// Set before done is closed.
+	etag  *string
+	err   error
+	short bool   // the request body ended before the part was complete
+	how   string // for the parts metric
+}
+
+// stored reports whether the part is in S3; it waits for the answer.
+func (f *flight) stored() bool {
+	<-f.done
+	return f.err == nil && !f.short
 }
 
 // write stores parts until the body ends or end (the upload offset where
 // the body is expected to end) is reached.
 func (w *writer) write(ctx context.Context, end int64) (err error) {
 	defer func() {
-		if serr := w.settle(ctx); err == nil {
-			err = serr
+		if derr := w.drain(ctx); err == nil {
+			err = derr
 		}
 	}()
 	pre := int64(0)
@@ -185,44 +203,185 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 		// loses them, which the client sees as a lower offset and resends.
 		// (Keeping the tail until the part is stored would make the offset
 		// count them twice in between.)
-		if err := w.readTail(ctx); err != nil {
+		if err := w.readTail(ctx, w.first); err != nil {
 			return err
 		}
 		pre, w.st.incomplete = w.st.incomplete, 0
 	}
 	for {
-		start, _ := w.next()
+		start, number := w.next()
 		n := min(w.partSize, end-start)
 		if n <= 0 {
 			return nil
 		}
-		got, err := w.part(ctx, start, n, pre)
-		if err != nil || got < n || w.st.incomplete > 0 {
+		if !w.isPart(start, n) {
+			// Too few bytes left for a part: they become the tail, which
+			// is stored only after every part before it.
+			if err := w.drain(ctx); err != nil {
+				return err
+			}
+			buf := w.first[:n]
+			got := pre + w.fill(buf[pre:])
+			return w.store(ctx, start, buf[:got], "buffered")
+		}
+		buf, extra, err := w.buffer(ctx)
+		if err != nil {
 			return err
 		}
+		f := w.send(ctx, number, buf[:n], pre, extra)
 		pre = 0
+		if !w.fillPart(f) {
+			return nil // the body ended early; drain stores what arrived
+		}
 	}
 }
 
 // next returns where the next part starts and its number.
 func (w *writer) next() (int64, int32) {
 	start, number := w.st.partsSize, int32(len(w.st.parts)+1)
-	if w.pending != nil {
-		start += int64(len(w.pending.buf))
+	for _, f := range w.inflight {
+		start += int64(len(f.buf))
 		number++
 	}
 	return start, number
 }
 
-// release returns the writer's buffers to the pool.
-func (w *writer) release() {
-	w.s.Buffers.Put(w.buf)
-	if w.spare != nil {
-		w.s.Buffers.Put(w.spare)
+// buffer returns a buffer for the next part: the first buffer if free, an
+// extra one if the budget has room and fewer than Store.Parallel parts are
+// in flight, or else the buffer of the oldest part once S3 has stored it.
+func (w *writer) buffer(ctx context.Context) ([]byte, bool, error) {
+	for {
+		if !w.firstBusy {
+			w.firstBusy = true
+			return w.first, false, nil
+		}
+		if len(w.inflight) < w.s.Parallel {
+			if b, ok := w.s.Buffers.GetExtra(w.partSize); ok {
+				return b, true, nil
+			}
+		}
+		f := w.inflight[0]
+		w.inflight = w.inflight[1:]
+		err := w.take(ctx, f)
+		if err == nil && f.extra && !w.s.Buffers.Crowded() {
+			return f.buf[:cap(f.buf)], true, nil
+		}
+		w.recycle(f)
+		if err != nil {
+			return nil, false, err
+		}
 	}
 }
 
-func (w *writer) readTail(ctx context.Context) error {
+// send starts the flight of part number, whose first pre bytes are in buf.
+func (w *writer) send(ctx context.Context, number int32, buf []byte, pre int64, extra bool) *flight {
+	f := &flight{number: number, buf: buf, extra: extra, done: make(chan struct{})}
+	if n := len(w.inflight); n > 0 {
+		f.prev = w.inflight[n-1]
+	}
+	f.body = newFillBody(buf, int(pre), f.prev)
+	w.inflight = append(w.inflight, f)
+	go w.fly(ctx, f)
+	return f
+}
+
+// fly sends a part: streamed while it fills (Stream), and from the
+// complete buffer without Stream or when the stream failed at S3.
+func (w *writer) fly(ctx context.Context, f *flight) {
+	defer close(f.done)
+	f.how = "buffered"
+	if w.s.Stream {
+		etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), func(o *s3.Options) {
+			// The stream cannot be rewound; a failed attempt is sent
+			// again from the buffer.
+			o.RetryMaxAttempts = 1
+		})
+		f.body.detach()
+		if err == nil {
+			f.etag, f.how = etag, "streamed"
+			return
+		}
+		if !errors.Is(err, errShort) && !errors.Is(err, errGap) {
+			// S3 failed, not the client: send the part from memory.
+			w.s.Log.DebugContext(ctx, "streaming a part to S3 failed; sending it again from memory", "key", w.key, "part", f.number, "error", err.Error())
+			f.how = "resent"
+		}
+	}
+	if !f.body.complete() {
+		f.short = true
+		return
+	}
+	if f.prev != nil && !f.prev.stored() {
+		f.err = errors.New("s3stream: the part before was not stored")
+		return
+	}
+	f.etag, f.err = w.uploadBuffer(ctx, f.number, f.buf)
+}
+
+// fillPart reads the request body into the part's buffer. It reports false
+// if the body ended before the part was complete.
+func (w *writer) fillPart(f *flight) bool {
+	filled := f.body.initial
+	for filled < len(f.buf) {
+		k, err := w.src.Read(f.buf[filled:min(len(f.buf), filled+readAhead)])
+		filled += k
+		// tusd's body reader reports every end, early or not, as io.EOF.
+		ended := err != nil && filled < len(f.buf)
+		f.body.advance(filled, ended)
+		if ended {
+			return false
+		}
+	}
+	return true
+}
+
+// take waits for the oldest part's flight and records its outcome: the
+// part, or for a part the body ended in, what arrived of it (as a part or
+// the tail).
+func (w *writer) take(ctx context.Context, f *flight) error {
+	<-f.done
+	if f.short {
+		start, _ := w.next()
+		return w.store(ctx, start, f.buf[:f.body.filledLen()], f.how)
+	}
+	if f.err != nil {
+		return f.err
+	}
+	w.s.Metrics.part(f.how)
+	w.addPart(f.etag, int64(len(f.buf)))
+	return nil
+}
+
+// recycle gives a taken part's buffer back: the first to the writer, an
+// extra one to the budget.
+func (w *writer) recycle(f *flight) {
+	if f.extra {
+		w.s.Buffers.Put(f.buf)
+	} else {
+		w.firstBusy = false
+	}
+}
+
+// drain takes every part in flight, in order; after a failure, the rest
+// are only waited for (their flights end without storing anything, see
+// fillBody).
+func (w *writer) drain(ctx context.Context) error {
+	var err error
+	for len(w.inflight) > 0 {
+		f := w.inflight[0]
+		w.inflight = w.inflight[1:]
+		if err == nil {
+			err = w.take(ctx, f)
+		} else {
+			<-f.done
+		}
+		w.recycle(f)
+	}
+	return err
+}
+
+// readTail reads the .part tail into buf and deletes it.
+func (w *writer) readTail(ctx context.Context, buf []byte) error {
 	out, err := w.s.Objects.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part")})
 	if err != nil {
 		return fmt.Errorf("s3stream: reading the incomplete part of %s: %w", w.key, err)
@@ -231,7 +390,7 @@ func (w *writer) readTail(ctx context.Context) error {
 	if aws.ToInt64(out.ContentLength) != w.st.incomplete {
 		return fmt.Errorf("s3stream: the incomplete part of %s has %d bytes, expected %d", w.key, aws.ToInt64(out.ContentLength), w.st.incomplete)
 	}
-	if _, err := io.ReadFull(out.Body, w.buf[:w.st.incomplete]); err != nil {
+	if _, err := io.ReadFull(out.Body, buf[:w.st.incomplete]); err != nil {
 		return fmt.Errorf("s3stream: reading the incomplete part of %s: %w", w.key, err)
 	}
 	_, err = w.s.Objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part")})
@@ -241,101 +400,11 @@ func (w *writer) readTail(ctx context.Context) error {
 	return nil
 }
 
-// part stores the next n bytes, the first pre of which are in the buffer
-// already, starting at upload offset start. It returns how many it stored
-// or sent: fewer than n when the body ended early.
-func (w *writer) part(ctx context.Context, start, n, pre int64) (int64, error) {
-	if !w.s.Stream || !w.isPart(start, n) {
-		// The tail is stored only after every part before it.
-		if err := w.settle(ctx); err != nil {
-			return 0, err
-		}
-		got := w.fill(pre, n)
-		return got, w.store(ctx, start, got, "buffered")
-	}
-	_, number := w.next()
-	body := newTeeBody(w.buf[:n], pre, w.src, w.pending != nil)
-	sp := &sending{buf: w.buf[:n], number: number, done: make(chan struct{})}
-	go func() {
-		defer close(sp.done)
-		sp.etag, sp.err = w.uploadPart(ctx, number, body, n, func(o *s3.Options) {
-			// The stream cannot be rewound; a failed attempt is sent
-			// again from the buffer.
-			o.RetryMaxAttempts = 1
-		})
-	}()
-	// S3 stores a part once all its bytes are in, so this part's last byte
-	// waits until the part before is in S3: had that one failed for good,
-	// this one would be stored past a gap in the part numbers. Meanwhile
-	// the rest of this part streams.
-	if err := w.settle(ctx); err != nil {
-		body.detach()
-		<-sp.done
-		return 0, err
-	}
-	body.open()
-	select {
-	case <-body.consumed:
-	case <-sp.done:
-	}
-	select {
-	case <-sp.done:
-	default:
-		if w.spare == nil {
-			w.spare, _ = w.s.Buffers.Get(int64(len(w.buf)))
-		}
-		if w.spare != nil {
-			// All sent: read the next part while S3 answers this one.
-			w.pending = sp
-			w.buf, w.spare = w.spare, w.buf
-			return n, nil
-		}
-		<-sp.done
-	}
-	got, ended := body.detach()
-	if sp.err == nil {
-		w.s.Metrics.part("streamed")
-		w.addPart(sp.etag, n)
-		return n, nil
-	}
-	if !ended {
-		// S3 failed, not the client: read the rest of the part and send
-		// it again.
-		w.s.Log.DebugContext(ctx, "streaming a part to S3 failed; sending it again from memory", "key", w.key, "part", number, "error", sp.err.Error())
-		got = w.fill(got, n)
-		return got, w.store(ctx, start, got, "resent")
-	}
-	return got, w.store(ctx, start, got, "buffered")
-}
-
-// settle takes the answer for the pending part; a part S3 failed is sent
-// again from its buffer.
-func (w *writer) settle(ctx context.Context) error {
-	sp := w.pending
-	if sp == nil {
-		return nil
-	}
-	w.pending = nil
-	<-sp.done
-	if sp.err != nil {
-		w.s.Log.DebugContext(ctx, "streaming a part to S3 failed; sending it again from memory", "key", w.key, "part", sp.number, "error", sp.err.Error())
-		w.s.Metrics.part("resent")
-		sp.etag, sp.err = w.uploadPart(ctx, sp.number, bytes.NewReader(sp.buf), int64(len(sp.buf)))
-		if sp.err != nil {
-			return sp.err
-		}
-	} else {
-		w.s.Metrics.part("streamed")
-	}
-	w.addPart(sp.etag, int64(len(sp.buf)))
-	return nil
-}
-
-// fill reads the body into the buffer until it holds n bytes or the body
-// ends, and returns how many it holds.
-func (w *writer) fill(have, n int64) int64 {
-	k, _ := io.ReadFull(w.src, w.buf[have:n]) // tusd's body reader only ever ends
-	return have + int64(k)
+// fill reads the body into buf until it is full or the body ends, and
+// returns how many bytes it read.
+func (w *writer) fill(buf []byte) int64 {
+	k, _ := io.ReadFull(w.src, buf) // tusd's body reader only ever ends
+	return int64(k)
 }
 
 // isPart tells whether n bytes at start make a part: a full one, the last
@@ -346,15 +415,16 @@ func (w *writer) isPart(start, n int64) bool {
 	return n == w.partSize || n >= w.s.Inner.MinPartSize || (!info.SizeIsDeferred && start+n == info.Size)
 }
 
-// store sends the first n bytes of the buffer as a part (counted as how)
-// or as the tail.
-func (w *writer) store(ctx context.Context, start, n int64, how string) error {
+// store sends buf, which starts at upload offset start, as the next part
+// (counted as how) or as the tail. Every part before it must be stored.
+func (w *writer) store(ctx context.Context, start int64, buf []byte, how string) error {
+	n := int64(len(buf))
 	if n == 0 {
 		return nil
 	}
 	if w.isPart(start, n) {
 		_, number := w.next()
-		etag, err := w.uploadPart(ctx, number, bytes.NewReader(w.buf[:n]), n)
+		etag, err := w.uploadBuffer(ctx, number, buf)
 		if err != nil {
 			return err
 		}
@@ -362,16 +432,26 @@ func (w *writer) store(ctx context.Context, start, n int64, how string) error {
 		w.addPart(etag, n)
 		return nil
 	}
+	body := newGuardedReader(buf)
 	_, err := w.s.Objects.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part"),
-		Body: bytes.NewReader(w.buf[:n]), ContentLength: aws.Int64(n),
+		Body: body, ContentLength: aws.Int64(n),
 	})
+	body.detach()
 	if err != nil {
 		return fmt.Errorf("s3stream: storing the incomplete part of %s: %w", w.key, err)
 	}
 	w.s.Metrics.part("tail")
 	w.st.incomplete = n
 	return nil
+}
+
+// uploadBuffer sends buf as part number. The S3 client has let go of buf
+// when it returns.
+func (w *writer) uploadBuffer(ctx context.Context, number int32, buf []byte) (*string, error) {
+	body := newGuardedReader(buf)
+	defer body.detach()
+	return w.uploadPart(ctx, number, body, int64(len(buf)))
 }
 
 func (w *writer) uploadPart(ctx context.Context, number int32, body io.Reader, n int64, opts ...func(*s3.Options)) (*string, error) {
@@ -397,101 +477,175 @@ func (w *writer) addPart(etag *string, n int64) {
 var (
 	errDetached = errors.New("s3stream: the part's body was taken back")
 	errShort    = errors.New("s3stream: the request body ended before the part was complete")
+	errGap      = errors.New("s3stream: the part before was not stored")
 )
 
-// teeBody is the body of a streamed UploadPart: it reads the request body
-// into the part buffer and passes the same bytes on. When the request body
-// ends early it fails, so that the HTTP client aborts the request and S3
-// stores nothing. A gated body holds back its last byte until open.
-type teeBody struct {
+// guardedReader is a seekable body over a part buffer that can be taken
+// back: net/http may go on reading a request body after the response (an
+// early error answer), and a part buffer is reused, or unmapped, once its
+// write is done.
+type guardedReader struct {
 	mu       sync.Mutex
-	buf      []byte // the part; buf[:n] has arrived, buf[:sent] was passed on
-	n        int
-	sent     int
-	src      io.Reader
-	ended    bool // src ended before buf was full
+	r        *bytes.Reader
 	detached bool
-
-	consumed   chan struct{} // closed once every byte was passed on
-	opened     chan struct{} // closed when the last byte may go
-	detachedCh chan struct{}
-	once       struct{ consumed, opened, detached sync.Once }
 }
 
-func newTeeBody(buf []byte, pre int64, src io.Reader, gated bool) *teeBody {
-	b := &teeBody{buf: buf, n: int(pre), src: src,
-		consumed: make(chan struct{}), opened: make(chan struct{}), detachedCh: make(chan struct{})}
-	if !gated {
-		b.open()
+func newGuardedReader(buf []byte) *guardedReader {
+	return &guardedReader{r: bytes.NewReader(buf)}
+}
+
+func (g *guardedReader) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.detached {
+		return 0, errDetached
+	}
+	return g.r.Read(p)
+}
+
+// Seek lets the AWS SDK hash the payload (plain HTTP) and rewind it for a
+// retry.
+func (g *guardedReader) Seek(offset int64, whence int) (int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.detached {
+		return 0, errDetached
+	}
+	return g.r.Seek(offset, whence)
+}
+
+// detach ends every use of the buffer; it waits for a Read in progress.
+func (g *guardedReader) detach() {
+	g.mu.Lock()
+	g.detached = true
+	g.mu.Unlock()
+}
+
+// readAhead is the most the writer reads from the request body at once:
+// few system calls (and few of tusd's deadline updates, one per read),
+// while what was read is still in the CPU's cache when it is encrypted.
+const readAhead = 256 << 10
+
+// fillBody is the body of a streamed UploadPart: it passes on the bytes of
+// the part buffer as the writer fills it from the request body. When the
+// request body ends early it fails, so that the HTTP client aborts the
+// request and S3 stores nothing.
+//
+// Its last byte waits until the part before is in S3 (S3 stores a part
+// once all its bytes are in): had that one failed, this one would be stored
+// past a gap in the part numbers. If the part before fails, the body fails
+// instead.
+type fillBody struct {
+	buf     []byte
+	initial int           // bytes in buf before the writer started filling
+	prev    *flight       // nil: the last byte may go at once
+	wake    chan struct{} // a token whenever something changed
+	full    chan struct{} // closed once buf is full or the request body ended
+
+	mu       sync.Mutex
+	filled   int // buf[:filled] has arrived
+	sent     int // buf[:sent] was passed on
+	ended    bool
+	detached bool
+	open     bool // the last byte may go
+}
+
+func newFillBody(buf []byte, pre int, prev *flight) *fillBody {
+	b := &fillBody{buf: buf, initial: pre, prev: prev, filled: pre, open: prev == nil,
+		wake: make(chan struct{}, 1), full: make(chan struct{})}
+	if pre == len(buf) {
+		close(b.full)
 	}
 	return b
 }
 
-func (b *teeBody) Read(p []byte) (int, error) {
+func (b *fillBody) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// advance records that buf[:filled] has arrived, and whether the request
+// body ended short of a full buffer.
+func (b *fillBody) advance(filled int, ended bool) {
+	b.mu.Lock()
+	b.filled, b.ended = filled, ended
+	if filled == len(b.buf) || ended {
+		close(b.full)
+	}
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *fillBody) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	for {
+		b.mu.Lock()
 		if b.detached {
+			b.mu.Unlock()
 			return 0, errDetached
 		}
 		if b.sent == len(b.buf) {
+			b.mu.Unlock()
 			return 0, io.EOF
 		}
-		limit := b.n
-		if limit == len(b.buf) && !b.isOpen() {
+		limit := b.filled
+		holding := limit == len(b.buf) && !b.open
+		if holding {
 			limit--
 		}
 		if b.sent < limit {
+			// Under the lock, so that detach waits for the copy.
 			k := copy(p, b.buf[b.sent:limit])
 			b.sent += k
-			if b.sent == len(b.buf) {
-				b.once.consumed.Do(func() { close(b.consumed) })
-			}
+			b.mu.Unlock()
 			return k, nil
 		}
-		if b.n < len(b.buf) {
-			if b.ended {
-				return 0, errShort
-			}
-			k, err := b.src.Read(b.buf[b.n:min(len(b.buf), b.n+len(p))])
-			b.n += k
-			if err != nil && b.n < len(b.buf) {
-				b.ended = true // tusd's body reader reports every end as io.EOF
-			}
-			continue
-		}
-		// Only the held-back last byte is left.
+		ended := b.ended
 		b.mu.Unlock()
-		select {
-		case <-b.opened:
-		case <-b.detachedCh:
+		switch {
+		case ended:
+			return 0, errShort
+		case holding:
+			select {
+			case <-b.prev.done:
+				if !b.prev.stored() {
+					return 0, errGap
+				}
+				b.mu.Lock()
+				b.open = true
+				b.mu.Unlock()
+			case <-b.wake:
+			}
+		default:
+			<-b.wake
 		}
-		b.mu.Lock()
 	}
 }
-
-func (b *teeBody) isOpen() bool {
-	select {
-	case <-b.opened:
-		return true
-	default:
-		return false
-	}
-}
-
-// open lets the last byte go.
-func (b *teeBody) open() { b.once.opened.Do(func() { close(b.opened) }) }
 
 // detach takes the buffer back from the HTTP client, which may still be
-// reading after the request failed, and reports how much of the part
-// arrived and whether the request body ended.
-func (b *teeBody) detach() (int64, bool) {
-	b.once.detached.Do(func() { close(b.detachedCh) })
+// reading after the request ended.
+func (b *fillBody) detach() {
+	b.mu.Lock()
+	b.detached = true
+	b.mu.Unlock()
+	b.signal()
+}
+
+// complete waits until the buffer is full or the request body ended, and
+// reports whether it is full.
+func (b *fillBody) complete() bool {
+	<-b.full
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.detached = true
-	return int64(b.n), b.ended
+	return !b.ended
+}
+
+func (b *fillBody) filledLen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.filled
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,13 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	} else {
 		mm := http.NewServeMux()
 		mm.Handle("GET /metrics", metricsHandler)
+		if cfg.Pprof {
+			mm.HandleFunc("/debug/pprof/", pprof.Index)
+			mm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		s.metrics = &http.Server{Addr: cfg.MetricsListen, Handler: mm, ReadHeaderTimeout: 10 * time.Second}
 	}
 	s.registerPages(mux)

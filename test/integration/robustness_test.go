@@ -297,14 +297,27 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Fatalf("healthz: %d %q", r.Status, r.Body)
 	}
 
-	// With --metrics-listen, /metrics moves off the upload listener.
+	// Without --pprof there are no profiles.
+	if r := do(t, "GET", g.URL+"/debug/pprof/", nil, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ without --pprof: %d", r.Status)
+	}
+
+	// With --metrics-listen, /metrics moves off the upload listener, and
+	// --pprof serves profiles there (only there).
 	port := testenv.FreePort(t)
-	g2 := startGate(t, b.env, append(b.args, "--metrics-listen", "127.0.0.1:"+strconv.Itoa(port), "--s3-temp-dir", t.TempDir())...)
+	g2 := startGate(t, b.env, append(b.args, "--metrics-listen", "127.0.0.1:"+strconv.Itoa(port), "--pprof", "--s3-temp-dir", t.TempDir())...)
 	if r := do(t, "GET", g2.URL+"/metrics", nil, nil); r.Status != http.StatusNotFound {
 		t.Fatalf("metrics on upload listener with --metrics-listen: %d", r.Status)
 	}
-	if r := do(t, "GET", "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics", nil, nil); r.Status != 200 || !strings.Contains(r.Body, "tusd_requests_total") {
+	metricsURL := "http://127.0.0.1:" + strconv.Itoa(port)
+	if r := do(t, "GET", metricsURL+"/metrics", nil, nil); r.Status != 200 || !strings.Contains(r.Body, "tusd_requests_total") {
 		t.Fatalf("metrics listener: %d", r.Status)
+	}
+	if r := do(t, "GET", g2.URL+"/debug/pprof/goroutine?debug=1", nil, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ on the upload listener with --pprof: %d", r.Status)
+	}
+	if r := do(t, "GET", metricsURL+"/debug/pprof/goroutine?debug=1", nil, nil); r.Status != 200 || !strings.Contains(r.Body, "goroutine profile:") {
+		t.Fatalf("/debug/pprof/goroutine on the metrics listener: %d %.200q", r.Status, r.Body)
 	}
 }
 
