@@ -26,6 +26,9 @@
 # removed at the end, also on Ctrl-C. BENCH_TMP picks its parent (default
 # $TMPDIR or /tmp); it needs a few GiB free there, 12 GiB with "head".
 #
+# BENCH_TUSGATE_ARGS: extra tusgate flags for the whole run (word-split),
+# e.g. "--s3-part-size 16MiB"; the report's command line shows them.
+#
 # BENCH_PROFILE=N: tusgate runs with --pprof and tusd with -expose-pprof,
 # and during every timed tusgate and tusd run a CPU profile of N seconds is
 # taken (start it with a scenario that lasts longer, e.g. BENCH_SIZE=4GiB).
@@ -43,7 +46,7 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE; do
+	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -61,6 +64,7 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-10m}
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
+read -r -a TUSGATE_ARGS <<<"${BENCH_TUSGATE_ARGS:-}"
 
 TUSD_VERSION=v2.9.1
 VERSITYGW_VERSION=v1.8.0
@@ -269,7 +273,7 @@ start_tusgate() {
 	fi
 	mkdir -p "$RUN/$name"
 	start_bg "$RUN/logs/$name.log" env -i PATH="$PATH" HOME="$RUN/home" "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" \
-		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "${prof[@]}" "$@"
+		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "${prof[@]}" "${TUSGATE_ARGS[@]}" "$@"
 	TG_PID=$LAST_PID
 	wait_http "$name" "$TG_PID" "$RUN/logs/$name.log" "$TG_URL/readyz"
 }
