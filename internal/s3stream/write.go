@@ -8,11 +8,14 @@ import (
 	"io"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
 type lengthKey struct{}
@@ -521,6 +524,10 @@ func (g *guardedReader) detach() {
 	g.mu.Unlock()
 }
 
+// sendWait is how long a fillBody waits for a full chunk before it passes
+// on a smaller one.
+const sendWait = 20 * time.Millisecond
+
 // readAhead is the most the writer reads from the request body at once:
 // few system calls (and few of tusd's deadline updates, one per read),
 // while what was read is still in the CPU's cache when it is encrypted.
@@ -548,6 +555,9 @@ type fillBody struct {
 	ended    bool
 	detached bool
 	open     bool // the last byte may go
+	waited   bool // the next Read passes on what there is
+
+	timer *time.Timer // used by Read only
 }
 
 func newFillBody(buf []byte, pre int, prev *flight) *fillBody {
@@ -597,18 +607,36 @@ func (b *fillBody) Read(p []byte) (int, error) {
 		if holding {
 			limit--
 		}
-		if b.sent < limit {
+		// A small run waits a moment for more, so that the S3 connection
+		// sends full chunks (tlsbatch.ChunkSize) rather than every read's
+		// worth; a trickling client still gets its bytes sent.
+		if b.sent < limit && (limit-b.sent >= tlsbatch.ChunkSize || b.filled == len(b.buf) || b.waited) {
+			b.waited = false
 			// Under the lock, so that detach waits for the copy.
 			k := copy(p, b.buf[b.sent:limit])
 			b.sent += k
 			b.mu.Unlock()
 			return k, nil
 		}
-		ended := b.ended
+		ended, some := b.ended, b.sent < limit
 		b.mu.Unlock()
 		switch {
 		case ended:
 			return 0, errShort
+		case some:
+			if b.timer == nil {
+				b.timer = time.NewTimer(sendWait)
+			} else {
+				b.timer.Reset(sendWait)
+			}
+			select {
+			case <-b.wake:
+				b.timer.Stop()
+			case <-b.timer.C:
+				b.mu.Lock()
+				b.waited = true
+				b.mu.Unlock()
+			}
 		case holding:
 			select {
 			case <-b.prev.done:
