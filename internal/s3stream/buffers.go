@@ -1,11 +1,18 @@
 package s3stream
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // Buffers hands out part buffers within a memory budget. A write either
-// gets its whole buffer up front or none (and then takes tusd's temp-file
+// gets its first buffer up front or none (and then takes tusd's temp-file
 // path), so a write never waits for memory while holding some: the budget
 // cannot deadlock, and it bounds what buffers add to the process's RSS.
+// Further (extra) buffers, for parts in parallel, come only from the first
+// half of the budget; when a write waits for its first buffer, the writes
+// holding extras give them back at their next part.
 //
 // Sizes are rounded up to a class (powers of two up to 1 MiB, whole MiB
 // above). Returned buffers are kept for reuse, within the same budget. The
@@ -18,8 +25,15 @@ type Buffers struct {
 	mu        sync.Mutex
 	allocated int64 // bytes held: in use or free
 	inUse     int64
+	extra     int64 // of inUse, extra buffers
+	waiters   int
+	freed     chan struct{} // closed by the next Put while waiters > 0
 	free      map[int][][]byte
+	onWait    func() // tests: called when a GetWait starts waiting
 }
+
+// firstWait is how long GetWait waits for extra buffers to come back.
+const firstWait = time.Second
 
 // NewBuffers returns a pool that holds at most limit bytes.
 func NewBuffers(limit int64) *Buffers {
@@ -45,26 +59,82 @@ func class(n int64) int {
 
 // Get returns a buffer of length n, or false if the budget does not have n
 // bytes (rounded up) left. Return it with Put.
-func (b *Buffers) Get(n int64) ([]byte, bool) { return b.get(n, b.limit) }
+func (b *Buffers) Get(n int64) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.get(n, b.limit)
+}
+
+// GetWait is Get for a write's first buffer. If the budget is spent while
+// other writes hold extra buffers, it waits for one of those to come back,
+// at most firstWait (or until ctx ends).
+func (b *Buffers) GetWait(ctx context.Context, n int64) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if buf, ok := b.get(n, b.limit); ok || b.extra == 0 {
+		return buf, ok
+	}
+	b.waiters++
+	defer func() { b.waiters-- }()
+	if b.onWait != nil {
+		b.onWait()
+	}
+	timer := time.NewTimer(firstWait)
+	defer timer.Stop()
+	for {
+		if b.freed == nil {
+			b.freed = make(chan struct{})
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-freed:
+		case <-timer.C:
+			b.mu.Lock()
+			return nil, false
+		case <-ctx.Done():
+			b.mu.Lock()
+			return nil, false
+		}
+		b.mu.Lock()
+		if buf, ok := b.get(n, b.limit); ok {
+			return buf, true
+		}
+		if b.extra == 0 {
+			return nil, false // what is in use will not come back soon
+		}
+	}
+}
 
 // GetExtra is Get for a write's further buffers: it succeeds only while the
-// buffers in use stay within half the budget, so that one write's parallel
-// parts never take the buffers other writes need to start.
-func (b *Buffers) GetExtra(n int64) ([]byte, bool) { return b.get(n, b.limit/2) }
+// buffers in use stay within half the budget and no write waits for its
+// first buffer, so that one write's parallel parts never take the buffers
+// other writes need to start. Return it with PutExtra.
+func (b *Buffers) GetExtra(n int64) ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiters > 0 {
+		return nil, false
+	}
+	buf, ok := b.get(n, b.limit/2)
+	if ok {
+		b.extra += int64(cap(buf))
+	}
+	return buf, ok
+}
 
-// Crowded reports whether more than half the budget is in use: a write
-// then gives extra buffers back rather than reuse them.
+// Crowded reports whether a write should give back an extra buffer rather
+// than reuse it: more than half the budget is in use, or a write waits.
 func (b *Buffers) Crowded() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.inUse > b.limit/2
+	return b.inUse > b.limit/2 || b.waiters > 0
 }
 
-// get hands out a buffer if the bytes in use stay within limit.
+// get hands out a buffer if the bytes in use stay within limit. b.mu is
+// held.
 func (b *Buffers) get(n, limit int64) ([]byte, bool) {
 	c := class(n)
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.inUse+int64(c) > limit {
 		return nil, false
 	}
@@ -92,13 +162,25 @@ func (b *Buffers) get(n, limit int64) ([]byte, bool) {
 	return buf[:n], true
 }
 
-// Put returns a buffer from Get to the pool.
-func (b *Buffers) Put(buf []byte) {
+// Put returns a buffer from Get or GetWait to the pool.
+func (b *Buffers) Put(buf []byte) { b.put(buf, false) }
+
+// PutExtra returns a buffer from GetExtra to the pool.
+func (b *Buffers) PutExtra(buf []byte) { b.put(buf, true) }
+
+func (b *Buffers) put(buf []byte, extra bool) {
 	c := cap(buf)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.free[c] = append(b.free[c], buf[:c])
 	b.inUse -= int64(c)
+	if extra {
+		b.extra -= int64(c)
+	}
+	if b.freed != nil {
+		close(b.freed)
+		b.freed = nil
+	}
 }
 
 // InUse reports the bytes handed out and not yet returned.

@@ -1,6 +1,7 @@
 package s3stream
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,62 @@ func TestBuffersExtra(t *testing.T) {
 	}
 	if got := b.InUse(); got != 0 {
 		t.Errorf("InUse after returning everything = %d", got)
+	}
+}
+
+// TestBuffersWaitForExtra: a first buffer waits for an extra one to come
+// back; meanwhile the budget counts as crowded and refuses extras.
+func TestBuffersWaitForExtra(t *testing.T) {
+	const mib = 1 << 20
+	b := NewBuffers(32 * mib)
+	first, _ := b.Get(8 * mib)
+	extra, ok := b.GetExtra(8 * mib)
+	if !ok {
+		t.Fatal("GetExtra with 8 of 32 MiB in use failed")
+	}
+	others := [][]byte{}
+	for range 2 {
+		buf, ok := b.Get(8 * mib)
+		if !ok {
+			t.Fatal("Get within the budget failed")
+		}
+		others = append(others, buf)
+	}
+	waiting := make(chan struct{})
+	b.onWait = func() { close(waiting) }
+	got := make(chan bool, 1)
+	go func() {
+		buf, ok := b.GetWait(context.Background(), 8*mib)
+		if ok {
+			b.Put(buf)
+		}
+		got <- ok
+	}()
+	select {
+	case <-waiting:
+	case ok := <-got:
+		t.Fatalf("GetWait on a spent budget answered %v at once, while an extra buffer was out", ok)
+	}
+	if !b.Crowded() {
+		t.Error("not Crowded while a write waits for its first buffer")
+	}
+	if buf, ok := b.GetExtra(mib); ok {
+		t.Errorf("GetExtra while a write waits = %d bytes; want none", len(buf))
+	}
+	b.PutExtra(extra)
+	if !<-got {
+		t.Fatal("GetWait did not get the extra buffer given back")
+	}
+	// No extras out: a spent budget answers at once.
+	b.onWait = func() { t.Error("GetWait waited with no extra buffer to come back") }
+	filler, _ := b.Get(8 * mib)
+	if buf, ok := b.GetWait(context.Background(), mib); ok {
+		t.Errorf("GetWait on a spent budget = %d bytes", len(buf))
+	}
+	for _, buf := range append(others, first, filler) {
+		b.Put(buf)
+	}
+	if b.InUse() != 0 {
+		t.Errorf("InUse = %d after returning everything", b.InUse())
 	}
 }

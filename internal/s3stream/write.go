@@ -72,7 +72,7 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		return 0, fmt.Errorf("s3stream: %s holds %d bytes, not the %d the write starts at", info.ID, st.partsSize+st.incomplete, offset)
 	}
 	size := s.partSize(info)
-	buf, ok := s.Buffers.Get(min(size, st.incomplete+expect))
+	buf, ok := s.Buffers.GetWait(ctx, min(size, st.incomplete+expect))
 	if !ok {
 		s.Metrics.write("tempfile")
 		if err := u.forgetState(ctx); err != nil {
@@ -359,7 +359,7 @@ func (w *writer) take(ctx context.Context, f *flight) error {
 // extra one to the budget.
 func (w *writer) recycle(f *flight) {
 	if f.extra {
-		w.s.Buffers.Put(f.buf)
+		w.s.Buffers.PutExtra(f.buf)
 	} else {
 		w.firstBusy = false
 	}
