@@ -29,6 +29,12 @@
 # BENCH_TUSGATE_ARGS: extra tusgate flags for the whole run (word-split),
 # e.g. "--s3-part-size 16MiB"; the report's command line shows them.
 #
+# BENCH_PIN=1: versitygw runs alone on CPU 0, everything else (the client,
+# tusgate, tusd) on CPU 1 (taskset). The S3 server then has the same
+# capacity whichever target uploads, as when S3 is another machine: the
+# ratios to s3-direct show what the gateway costs the upload, not what its
+# CPU takes from a shared S3 server.
+#
 # BENCH_PROFILE=N: tusgate runs with --pprof and tusd with -expose-pprof,
 # and during every timed tusgate and tusd run a CPU profile of N seconds is
 # taken (start it with a scenario that lasts longer, e.g. BENCH_SIZE=4GiB).
@@ -46,7 +52,7 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS; do
+	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -65,6 +71,12 @@ BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
 read -r -a TUSGATE_ARGS <<<"${BENCH_TUSGATE_ARGS:-}"
+PIN_S3=() PIN_REST=()
+if [[ ${BENCH_PIN:-0} == 1 ]]; then
+	(($(nproc) >= 2)) || { echo "bench: BENCH_PIN needs 2 CPUs" >&2; exit 2; }
+	command -v taskset >/dev/null || { echo "bench: BENCH_PIN needs taskset (util-linux)" >&2; exit 2; }
+	PIN_S3=(taskset -c 0) PIN_REST=(taskset -c 1)
+fi
 
 TUSD_VERSION=v2.9.1
 VERSITYGW_VERSION=v1.8.0
@@ -236,7 +248,7 @@ SK=$(openssl rand -hex 20)
 free_port
 S3_PORT=$PORT
 S3_URL="https://127.0.0.1:$S3_PORT"
-start_bg "$RUN/logs/versitygw.log" env -i PATH="$PATH" HOME="$RUN/home" ROOT_ACCESS_KEY="$AK" ROOT_SECRET_KEY="$SK" \
+start_bg "$RUN/logs/versitygw.log" "${PIN_S3[@]}" env -i PATH="$PATH" HOME="$RUN/home" ROOT_ACCESS_KEY="$AK" ROOT_SECRET_KEY="$SK" \
 	"$BIN/versitygw" --port "127.0.0.1:$S3_PORT" --region us-east-1 --keep-alive \
 	--cert "$RUN/s3/cert.pem" --key "$RUN/s3/key.pem" posix --sidecar "$RUN/s3/meta" "$RUN/s3/root"
 VGW_PID=$LAST_PID
@@ -266,13 +278,16 @@ start_tusgate() {
 	port=$PORT
 	TG_URL="http://127.0.0.1:$port"
 	local prof=()
+	TG_METRICS="$TG_URL/metrics"
 	if ((BENCH_PROFILE)); then
 		free_port
 		prof=(--metrics-listen "127.0.0.1:$PORT" --pprof)
 		TG_PPROF="http://127.0.0.1:$PORT/debug/pprof"
+		TG_METRICS="http://127.0.0.1:$PORT/metrics"
 	fi
+	PATHS_BEFORE=
 	mkdir -p "$RUN/$name"
-	start_bg "$RUN/logs/$name.log" env -i PATH="$PATH" HOME="$RUN/home" "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" \
+	start_bg "$RUN/logs/$name.log" "${PIN_REST[@]}" env -i PATH="$PATH" HOME="$RUN/home" "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" \
 		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "${prof[@]}" "${TUSGATE_ARGS[@]}" "$@"
 	TG_PID=$LAST_PID
 	wait_http "$name" "$TG_PID" "$RUN/logs/$name.log" "$TG_URL/readyz"
@@ -287,7 +302,7 @@ start_tusd() {
 	TD_URL="http://127.0.0.1:$port"
 	local prof=()
 	if ((BENCH_PROFILE)); then prof=(-expose-pprof); fi
-	start_bg "$RUN/logs/$name.log" env -i PATH="$PATH" HOME="$RUN/home" TMPDIR="$RUN/tusd-tmp" "${S3ENV[@]}" \
+	start_bg "$RUN/logs/$name.log" "${PIN_REST[@]}" env -i PATH="$PATH" HOME="$RUN/home" TMPDIR="$RUN/tusd-tmp" "${S3ENV[@]}" \
 		"$BIN/tusd" -host 127.0.0.1 -port "$port" -s3-bucket bench-tusd -s3-endpoint "$S3_URL" "${prof[@]}" "$@"
 	TD_PID=$LAST_PID
 	wait_http "$name" "$TD_PID" "$RUN/logs/$name.log" "$TD_URL/metrics"
@@ -349,7 +364,7 @@ bench() {
 		curl -sf -o "$pf" "$pprof/profile?seconds=$BENCH_PROFILE" &
 		prof_pid=$!
 	fi
-	env "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" "$BENCH" "${args[@]}" "$@" >>"${OUT:-$RESULTS}" || rc=$?
+	"${PIN_REST[@]}" env "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" "$BENCH" "${args[@]}" "$@" >>"${OUT:-$RESULTS}" || rc=$?
 	if [[ -n $prof_pid ]]; then wait "$prof_pid" || log "taking a profile of $target failed"; fi
 	case $rc in
 	0) ;;
@@ -383,18 +398,36 @@ warm_up() {
 	done
 }
 
+# write_paths SCENARIO: records how tusgate's PATCHes of the scenario
+# reached S3 (tusgate_s3_writes_total by path, since the last call), to
+# show whether any spilled to the temp dir.
+PATHS_BEFORE=""
+write_paths() {
+	local now line="" p v b
+	now=$(curl -sf --max-time 5 "$TG_METRICS" | awk -F'[{}" ]+' '/^tusgate_s3_writes_total/ {print $3 "=" $NF}' | sort) || return 0
+	for p in stream buffer tempfile; do
+		v=$(sed -n "s/^$p=//p" <<<"$now")
+		b=$(sed -n "s/^$p=//p" <<<"$PATHS_BEFORE")
+		line+=" $p=$((${v:-0} - ${b:-0}))"
+	done
+	PATHS_BEFORE=$now
+	echo "$1 (all runs and the warm-up):$line" >>"$RUN/paths.txt"
+	log "tusgate write paths in $1:$line"
+}
+
 ALL="tusgate tusd s3-direct"
 read -r -a SCENARIOS <<<"$BENCH_SCENARIOS"
 warm_up
 for ((si = 0; si < ${#SCENARIOS[@]}; si++)); do
 	s=${SCENARIOS[si]}
 	case $s in
-	single) interleave "1x$BENCH_SIZE" "$ALL" --uploads 1 --size "$BENCH_SIZE" --concurrency 1 ;;
+	single) interleave "1x$BENCH_SIZE" "$ALL" --uploads 1 --size "$BENCH_SIZE" --concurrency 1 ;;&
 	conc) interleave "${BENCH_CONC}x$BENCH_CONC_SIZE c$BENCH_CONC" "$ALL" \
-		--uploads "$BENCH_CONC" --size "$BENCH_CONC_SIZE" --concurrency "$BENCH_CONC" ;;
-	many) interleave "${BENCH_MANY}x1MiB c$BENCH_MANY" "$ALL" --uploads "$BENCH_MANY" --size 1MiB --concurrency "$BENCH_MANY" ;;
+		--uploads "$BENCH_CONC" --size "$BENCH_CONC_SIZE" --concurrency "$BENCH_CONC" ;;&
+	many) interleave "${BENCH_MANY}x1MiB c$BENCH_MANY" "$ALL" --uploads "$BENCH_MANY" --size 1MiB --concurrency "$BENCH_MANY" ;;&
 	small) interleave "${BENCH_SMALL_N}x64KiB creation-with-upload c$BENCH_SMALL_CONC" "$ALL" \
-		--uploads "$BENCH_SMALL_N" --size 64KiB --concurrency "$BENCH_SMALL_CONC" --creation-with-upload ;;
+		--uploads "$BENCH_SMALL_N" --size 64KiB --concurrency "$BENCH_SMALL_CONC" --creation-with-upload ;;&
+	single | conc | many | small) write_paths "$s" ;;
 	head)
 		# Both servers again with 5 MiB parts, so that one PATCH makes
 		# BENCH_HEAD_PARTS parts; the default servers are stopped meanwhile
@@ -432,6 +465,12 @@ REPORT="$OUTDIR/bench-$stamp.md"
 	echo "Command: \`${REPRO}bash scripts/bench.sh\`"
 	echo
 	"$BENCH" report --subject tusgate "$RESULTS"
+	if [[ -s $RUN/paths.txt ]]; then
+		echo
+		echo "How tusgate's PATCHes reached S3 (tusgate_s3_writes_total: stream and buffer use part buffers, tempfile the temp dir):"
+		echo
+		sed 's/^/- /' "$RUN/paths.txt"
+	fi
 } >"$REPORT"
 cp "$RESULTS" "$OUTDIR/bench-$stamp.jsonl"
 for pf in "$RUN"/profile-*.pprof; do
