@@ -326,13 +326,16 @@ func (w *writer) fly(ctx context.Context, f *flight) {
 
 // fillPart sees to it that the part's buffer fills from the request body.
 // While the part streams to S3 and its connection keeps sending, that
-// connection reads the body itself (see source); when it makes no progress
-// for readTick (S3 is slower than the client), or without Stream, the
-// writer reads ahead. It reports false if the body ended before the part
-// was complete.
+// connection reads the body itself (see source); when it has made no
+// progress for a while (S3 is slower than the client), or without Stream,
+// the writer reads ahead. The writer looks after readTick, and after twice
+// as long each time it saw progress, up to maxReadTick: a slow client's
+// PATCH costs a few wake-ups a second, not hundreds. It reports false if
+// the body ended before the part was complete.
 func (w *writer) fillPart(f *flight) bool {
 	b := f.body
 	lastSent := -1
+	wait := readTick
 	var tick *time.Timer
 	defer func() {
 		if tick != nil {
@@ -349,17 +352,21 @@ func (w *writer) fillPart(f *flight) bool {
 		case filled == len(b.buf):
 			return true
 		case reading && sent != lastSent:
+			if lastSent >= 0 {
+				wait = min(2*wait, maxReadTick)
+			}
 			lastSent = sent
 			if tick == nil {
-				tick = time.NewTimer(readTick)
+				tick = time.NewTimer(wait)
 			} else {
-				tick.Reset(readTick)
+				tick.Reset(wait)
 			}
 			select {
 			case <-b.full:
 			case <-tick.C:
 			}
 		default:
+			wait = readTick
 			w.src.mu.Lock()
 			b.read(w.src)
 			w.src.mu.Unlock()
@@ -559,9 +566,13 @@ func (g *guardedReader) detach() {
 // on a smaller one.
 const sendWait = 20 * time.Millisecond
 
-// readTick is how long the writer lets a part's S3 connection go without
-// progress before it reads the request body ahead itself.
-const readTick = 2 * time.Millisecond
+// readTick and maxReadTick bound how long the writer lets a part's S3
+// connection go without progress before it reads the request body ahead
+// itself (see fillPart).
+const (
+	readTick    = 2 * time.Millisecond
+	maxReadTick = 64 * time.Millisecond
+)
 
 // source is the request body. The part being filled reads it from two
 // sides: the part's S3 connection reads the next bytes itself whenever it
