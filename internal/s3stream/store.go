@@ -21,8 +21,9 @@
 // way at once, so that a single S3 connection does not cap an upload's
 // speed.
 //
-// Memory is bounded by Buffers: a write that cannot get its buffer falls
-// back to s3store's temp files rather than wait.
+// Memory is bounded by Buffers: a write that cannot get its first buffer
+// (after waiting at most a second for other writes' extra buffers) falls
+// back to s3store's temp files.
 package s3stream
 
 import (
