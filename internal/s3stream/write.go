@@ -297,7 +297,7 @@ func (w *writer) fly(ctx context.Context, f *flight) {
 	defer close(f.done)
 	f.how = "buffered"
 	if w.s.Stream {
-		etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), func(o *s3.Options) {
+		etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), withCRCTrailer, func(o *s3.Options) {
 			// The stream cannot be rewound; a failed attempt is sent
 			// again from the buffer.
 			o.RetryMaxAttempts = 1
@@ -609,19 +609,22 @@ type fillBody struct {
 	full    chan struct{} // closed once buf is full or the request body ended
 
 	mu       sync.Mutex
-	filled   int // buf[:filled] has arrived
-	sent     int // buf[:sent] was passed on
+	returned *sync.Cond // on mu: signalled when lent drops to 0
+	filled   int        // buf[:filled] has arrived
+	sent     int        // buf[:sent] was passed on
+	lent     int        // buf[sent:sent+lent] is on loan (see lend)
 	ended    bool
 	detached bool
 	open     bool      // the last byte may go
-	lastSend time.Time // when Read last passed bytes on
+	lastSend time.Time // when bytes were last passed on
 
-	timer *time.Timer // used by Read only
+	timer *time.Timer // used by lend only
 }
 
 func newFillBody(buf []byte, pre int, prev *flight) *fillBody {
 	b := &fillBody{buf: buf, initial: pre, prev: prev, filled: pre, open: prev == nil,
 		wake: make(chan struct{}, 1), full: make(chan struct{})}
+	b.returned = sync.NewCond(&b.mu)
 	if pre == len(buf) {
 		close(b.full)
 	}
@@ -647,19 +650,36 @@ func (b *fillBody) advance(filled int, ended bool) {
 	b.signal()
 }
 
+// Read passes on the next bytes of the part (a copy of lend's).
 func (b *fillBody) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	q, err := b.lend(len(p))
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, q)
+	b.giveBack()
+	return n, nil
+}
+
+// lend returns the next bytes of the part to pass on, at most max, once
+// they may go: it waits for them, for the part before when they end the
+// part, and briefly for a full chunk. They are the buffer itself, lent
+// until giveBack (detach waits for that), so that the S3 connection can
+// encrypt them where they are (see crcTrailerBody.WriteTo). It returns
+// io.EOF once the whole part was passed on.
+func (b *fillBody) lend(max int) ([]byte, error) {
 	for {
 		b.mu.Lock()
 		if b.detached {
 			b.mu.Unlock()
-			return 0, errDetached
+			return nil, errDetached
 		}
 		if b.sent == len(b.buf) {
 			b.mu.Unlock()
-			return 0, io.EOF
+			return nil, io.EOF
 		}
 		limit := b.filled
 		holding := limit == len(b.buf) && !b.open
@@ -671,12 +691,10 @@ func (b *fillBody) Read(p []byte) (int, error) {
 		// (tlsbatch.ChunkSize) rather than every read's worth; after
 		// sendWait a trickling client's bytes go anyway.
 		if b.sent < limit && (limit-b.sent >= tlsbatch.ChunkSize || b.filled == len(b.buf) || time.Since(b.lastSend) >= sendWait) {
-			// Under the lock, so that detach waits for the copy.
-			k := copy(p, b.buf[b.sent:limit])
-			b.sent += k
-			b.lastSend = time.Now()
+			b.lent = min(max, limit-b.sent)
+			p := b.buf[b.sent : b.sent+b.lent]
 			b.mu.Unlock()
-			return k, nil
+			return p, nil
 		}
 		ended, some := b.ended, b.sent < limit
 		more := !ended && b.filled < len(b.buf)
@@ -688,7 +706,7 @@ func (b *fillBody) Read(p []byte) (int, error) {
 		}
 		switch {
 		case ended:
-			return 0, errShort
+			return nil, errShort
 		case some:
 			if b.timer == nil {
 				b.timer = time.NewTimer(sendWait)
@@ -704,7 +722,7 @@ func (b *fillBody) Read(p []byte) (int, error) {
 			select {
 			case <-b.prev.done:
 				if !b.prev.stored() {
-					return 0, errGap
+					return nil, errGap
 				}
 				b.mu.Lock()
 				b.open = true
@@ -715,6 +733,16 @@ func (b *fillBody) Read(p []byte) (int, error) {
 			<-b.wake
 		}
 	}
+}
+
+// giveBack ends the loan of lend's bytes, which count as passed on.
+func (b *fillBody) giveBack() {
+	b.mu.Lock()
+	b.sent += b.lent
+	b.lent = 0
+	b.lastSend = time.Now()
+	b.returned.Broadcast()
+	b.mu.Unlock()
 }
 
 // read reads the next bytes of the request body into the buffer; the
@@ -733,10 +761,13 @@ func (b *fillBody) read(src *source) {
 }
 
 // detach takes the buffer back from the HTTP client, which may still be
-// reading after the request ended.
+// reading after the request ended; it waits for bytes on loan (lend).
 func (b *fillBody) detach() {
 	b.mu.Lock()
 	b.detached = true
+	for b.lent > 0 {
+		b.returned.Wait()
+	}
 	b.mu.Unlock()
 	b.signal()
 }

@@ -2,7 +2,13 @@ package s3stream
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -44,5 +50,110 @@ func TestFillBodyPassesOnATrickle(t *testing.T) {
 	b.detach()
 	if _, err := b.Read(p); !errors.Is(err, errDetached) {
 		t.Fatalf("Read after detach: %v, want errDetached", err)
+	}
+}
+
+// wantAWSChunked is S3's aws-chunked encoding of payload with a CRC32
+// trailer, as the AWS SDK sends it.
+func wantAWSChunked(payload []byte) string {
+	var crc [4]byte
+	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(payload))
+	return fmt.Sprintf("%x\r\n%s\r\n0\r\nx-amz-checksum-crc32:%s\r\n\r\n", len(payload), payload, base64.StdEncoding.EncodeToString(crc[:]))
+}
+
+// recordingSealer keeps what a body seals, and checks that the body's
+// bytes are given back before they are sent.
+type recordingSealer struct {
+	t      *testing.T
+	body   *fillBody
+	out    bytes.Buffer
+	sealed [][]byte // every slice Seal was given
+}
+
+func (s *recordingSealer) Write(p []byte) (int, error) { return s.out.Write(p) }
+
+func (s *recordingSealer) Seal(p []byte) error {
+	s.sealed = append(s.sealed, p)
+	s.out.Write(p)
+	return nil
+}
+
+func (s *recordingSealer) Send() error {
+	s.body.mu.Lock()
+	defer s.body.mu.Unlock()
+	if s.body.lent != 0 {
+		s.t.Errorf("Send while %d bytes of the part buffer are on loan", s.body.lent)
+	}
+	return nil
+}
+
+// TestCRCTrailerBody: a streamed part's body is the aws-chunked encoding the
+// SDK would send, whether read or written; written to a tlsbatch.Sealer,
+// the payload is sealed from the part buffer itself, not from a copy.
+func TestCRCTrailerBody(t *testing.T) {
+	for _, n := range []int{1, tlsbatch.ChunkSize, 3*tlsbatch.ChunkSize + 17} {
+		buf := make([]byte, n)
+		for i := range buf {
+			buf[i] = byte(i * 7)
+		}
+		want := wantAWSChunked(buf)
+		full := func() *fillBody { return newFillBody(buf, n, nil) }
+
+		read, err := io.ReadAll(newCRCTrailerBody(full()))
+		if err != nil || string(read) != want {
+			t.Fatalf("%d bytes: Read gave %d bytes (%v), want %d", n, len(read), err, len(want))
+		}
+		if l := newCRCTrailerBody(full()).Len(); l != int64(len(want)) {
+			t.Fatalf("%d bytes: Len = %d, want %d", n, l, len(want))
+		}
+		var plain bytes.Buffer
+		if k, err := newCRCTrailerBody(full()).WriteTo(&plain); err != nil || plain.String() != want || k != int64(len(want)) {
+			t.Fatalf("%d bytes: WriteTo a buffer = %d, %v; bytes equal: %v", n, k, err, plain.String() == want)
+		}
+		b := full()
+		s := &recordingSealer{t: t, body: b}
+		if k, err := newCRCTrailerBody(b).WriteTo(s); err != nil || s.out.String() != want || k != int64(len(want)) {
+			t.Fatalf("%d bytes: WriteTo a Sealer = %d, %v; bytes equal: %v", n, k, err, s.out.String() == want)
+		}
+		off := 0
+		for _, p := range s.sealed[1:] { // the first is the chunk header
+			if &p[0] != &buf[off] {
+				t.Fatalf("%d bytes: sealed run at %d is a copy, not the part buffer", n, off)
+			}
+			off += len(p)
+		}
+		if off != n {
+			t.Fatalf("%d bytes: sealed %d bytes of the part buffer", n, off)
+		}
+	}
+}
+
+// TestDetachWaitsForLoan: the part buffer is not taken back while bytes of
+// it are on loan to the S3 connection.
+func TestDetachWaitsForLoan(t *testing.T) {
+	buf := make([]byte, 1<<20)
+	b := newFillBody(buf, len(buf), nil)
+	if _, err := b.lend(1000); err != nil {
+		t.Fatal(err)
+	}
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		close(started)
+		b.detach()
+		close(done)
+	}()
+	<-started
+	for range 100 {
+		runtime.Gosched()
+		select {
+		case <-done:
+			t.Fatal("detach returned while bytes were on loan")
+		default:
+		}
+	}
+	b.giveBack()
+	<-done
+	if _, err := b.lend(1000); !errors.Is(err, errDetached) {
+		t.Fatalf("lend after detach: %v, want errDetached", err)
 	}
 }

@@ -9,8 +9,10 @@
 // collects the records of each large Write and sends them together before
 // Write returns, so nothing waits in a buffer for later; ReadFrom, which
 // net/http uses to copy request bodies, feeds it in chunks of up to
-// ChunkSize. crypto/tls keeps its own write buffering to the handshake, and
-// no maintained library adds this, hence this small package.
+// ChunkSize, and lets a body that implements io.WriterTo encrypt its bytes
+// where they are (Sealer) instead of having them copied into a chunk first.
+// crypto/tls keeps its own write buffering to the handshake, and no
+// maintained library adds this, hence this small package.
 package tlsbatch
 
 import (
@@ -112,8 +114,28 @@ func (c *Conn) Write(p []byte) (int, error) {
 var chunks = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
 
 // ReadFrom sends what it reads from r, up to ChunkSize at a time, until r
-// ends. net/http copies request bodies through it.
+// ends. net/http copies request bodies through it, as an *io.LimitedReader
+// of the body and its Content-Length; a body that implements io.WriterTo
+// then writes itself to a Sealer instead, without the copy into a chunk
+// buffer.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if wt, ok := lr.R.(io.WriterTo); ok {
+			s := &sealer{c: c, left: lr.N}
+			n, err := wt.WriteTo(s)
+			lr.N -= n
+			if serr := s.Send(); err == nil {
+				err = serr
+			}
+			return n, err
+		}
+	}
+	return copyChunks(c.Write, r)
+}
+
+// copyChunks passes what it reads from r to write, up to ChunkSize at a
+// time, until r ends.
+func copyChunks(write func([]byte) (int, error), r io.Reader) (int64, error) {
 	bp := chunks.Get().(*[]byte)
 	defer chunks.Put(bp)
 	buf := *bp
@@ -121,7 +143,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			w, werr := c.Write(buf[:n])
+			w, werr := write(buf[:n])
 			total += int64(w)
 			if werr != nil {
 				return total, werr
@@ -134,6 +156,76 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// Sealer is the writer Conn.ReadFrom hands a request body that implements
+// io.WriterTo. Besides writing, it lets the body encrypt bytes where they
+// are and learn when they are no longer needed, which is before the socket
+// write (that may block): a body whose memory is taken back when its
+// request ends need not wait for the network.
+type Sealer interface {
+	io.Writer
+	// Seal encrypts p (best at most ChunkSize bytes) for the next Send; p
+	// is not used after Seal returns.
+	Seal(p []byte) error
+	// Send writes everything sealed since the last Send to the socket.
+	Send() error
+}
+
+// ErrBodyTooLong is returned when a body writes more than its
+// Content-Length to a Sealer.
+var ErrBodyTooLong = errors.New("tlsbatch: the request body is longer than its Content-Length")
+
+// sealer is the Sealer of one request body.
+type sealer struct {
+	c    *Conn
+	left int64 // bytes the body may still write
+	held bool  // the batch writer collects records for Send
+}
+
+func (s *sealer) Seal(p []byte) error {
+	if int64(len(p)) > s.left {
+		return ErrBodyTooLong
+	}
+	if !s.held {
+		s.c.raw.hold()
+		s.held = true
+	}
+	n, err := s.c.Conn.Write(p)
+	s.left -= int64(n)
+	return err
+}
+
+func (s *sealer) Send() error {
+	if !s.held {
+		return nil
+	}
+	s.held = false
+	return s.c.raw.release()
+}
+
+// Write seals and sends p, ChunkSize bytes at a time.
+func (s *sealer) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), ChunkSize)]
+		err := s.Seal(chunk)
+		if serr := s.Send(); err == nil {
+			err = serr
+		}
+		if err != nil {
+			return written, err
+		}
+		written += len(chunk)
+		p = p[len(chunk):]
+	}
+	return written, nil
+}
+
+// ReadFrom keeps a body that copies itself (io.Copy, as *os.File's WriteTo
+// does) to ChunkSize pieces.
+func (s *sealer) ReadFrom(r io.Reader) (int64, error) {
+	return copyChunks(s.Write, r)
 }
 
 // batchWriter is the socket under the TLS connection. While held, the

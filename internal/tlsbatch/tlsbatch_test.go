@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
@@ -227,4 +228,93 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatalf("error %v; want the handshake timeout (context.DeadlineExceeded)", err)
 	}
 	(<-accepted).Close()
+}
+
+// sealingBody writes itself to a Sealer, as s3stream's part bodies do. It
+// scribbles over every run once Seal returns: what reaches the server must
+// be what was sealed, not what the memory holds later.
+type sealingBody struct {
+	data []byte
+	off  int  // data[:off] was written
+	sent bool // WriteTo was given a Sealer
+}
+
+func (b *sealingBody) Read(p []byte) (int, error) {
+	return 0, errors.New("sealingBody: Read used instead of WriteTo")
+}
+
+func (b *sealingBody) WriteTo(w io.Writer) (int64, error) {
+	if b.off == len(b.data) {
+		return 0, nil // net/http looks for bytes beyond Content-Length
+	}
+	s, ok := w.(Sealer)
+	if !ok {
+		return 0, fmt.Errorf("WriteTo got a %T, not a Sealer", w)
+	}
+	b.sent = true
+	var n int64
+	for b.off < len(b.data) {
+		p := b.data[b.off:min(b.off+ChunkSize, len(b.data))]
+		if err := s.Seal(p); err != nil {
+			return n, err
+		}
+		clear(p)
+		b.off += len(p)
+		n += int64(len(p))
+		if err := s.Send(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Bodies that implement io.WriterTo reach the server whole, in few socket
+// writes, whether they seal their bytes themselves or only Write them.
+func TestTransportBodiesThatWriteThemselves(t *testing.T) {
+	srv := hashServer(t)
+	var writes atomic.Int64
+	d := dialerFor(srv, &writes)
+	client := &http.Client{Transport: &http.Transport{DialTLSContext: d.DialTLSContext}}
+	post := func(body io.Reader, n int) (*http.Response, error) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(n)
+		return client.Do(req)
+	}
+	for i, n := range []int{1, ChunkSize, 3<<20 + 5} {
+		want := randomBytes(n, uint64(100+i))
+		for _, kind := range []string{"sealing", "bytes.Reader"} {
+			var body io.Reader = bytes.NewReader(bytes.Clone(want))
+			sb := &sealingBody{data: bytes.Clone(want)}
+			if kind == "sealing" {
+				body = sb
+			}
+			writes.Store(0)
+			resp, err := post(body, n)
+			if err != nil {
+				t.Fatalf("%s body of %d bytes: %v", kind, n, err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(got) != sum(want) {
+				t.Fatalf("%s body of %d bytes: status %d, server hashed %q, want %q", kind, n, resp.StatusCode, got, sum(want))
+			}
+			if kind == "sealing" && !sb.sent {
+				t.Fatalf("%d bytes: the body was not handed a Sealer", n)
+			}
+			if limit := int64(n/ChunkSize + 4); writes.Load() > limit {
+				t.Errorf("%s body of %d bytes took %d socket writes, want at most %d", kind, n, writes.Load(), limit)
+			}
+		}
+	}
+	// A body longer than its Content-Length fails the request.
+	data := randomBytes(ChunkSize+10, 7)
+	if resp, err := post(&sealingBody{data: data}, len(data)-10); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a body 10 bytes longer than its Content-Length was sent: status %d", resp.StatusCode)
+	} else if !errors.Is(err, ErrBodyTooLong) {
+		t.Fatalf("error %v; want ErrBodyTooLong", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -115,6 +116,42 @@ func TestStreamedPartResentWhenS3Fails(t *testing.T) {
 	m := scrapeMetrics(t, g)
 	if failed.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="streamed"}`] != 3 {
 		t.Fatalf("part 2 requests %d; parts %v", failed.Load(), m)
+	}
+}
+
+// S3 checks the CRC32 trailer of a streamed part: a part whose bytes are
+// changed in transit is refused, and sent again from memory.
+func TestStreamedPartChecksumVerifiedByS3(t *testing.T) {
+	data, sum := payload(12*MiB, 33)
+	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
+	s3.CreateBucket(t, testBucket)
+	proxy, ca := testenv.NewTLSFaultProxy(t, s3.Endpoint)
+	var corrupted atomic.Int64
+	var trailers sync.Map // the X-Amz-Trailer of each part request
+	proxy.CorruptMatching(func(r *http.Request) bool {
+		if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") == "" {
+			return false
+		}
+		trailers.Store(r.Header.Get("X-Amz-Trailer")+" "+r.Header.Get("X-Amz-Content-Sha256"), true)
+		// The first attempt at part 1.
+		return r.URL.Query().Get("partNumber") == "1" && corrupted.Add(1) == 1
+	})
+	env := append(s3.Env(), "AWS_ENDPOINT_URL_S3="+proxy.URL, "AWS_CA_BUNDLE="+ca)
+	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", t.TempDir())
+	loc := create(t, g, int64(len(data)))
+	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+	}
+	(&backend{s3: s3}).assertStored(t, loc, sum, int64(len(data)))
+	m := scrapeMetrics(t, g)
+	if corrupted.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="streamed"}`] != 2 {
+		t.Fatalf("part 1 requests %d; parts %v", corrupted.Load(), m)
+	}
+	// Streamed and resent parts both carry a CRC32 trailer.
+	var seen []string
+	trailers.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
+	if len(seen) != 1 || seen[0] != "x-amz-checksum-crc32 STREAMING-UNSIGNED-PAYLOAD-TRAILER" {
+		t.Fatalf("part requests had trailer and payload hash %q, want only %q", seen, "x-amz-checksum-crc32 STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 	}
 }
 

@@ -35,8 +35,10 @@ type FaultProxy struct {
 	every int64 // fail every n-th request; 0: never
 	seq   int64 // requests counted since the last FailEvery
 	match func(*http.Request) bool
-	rate  float64 // fail this fraction of requests at random
-	rng   *rand.Rand
+	// corrupt picks requests whose body is forwarded with one byte flipped
+	corrupt func(*http.Request) bool
+	rate    float64 // fail this fraction of requests at random
+	rng     *rand.Rand
 
 	proxied, failed atomic.Int64
 }
@@ -143,6 +145,36 @@ func (p *FaultProxy) FailMatching(match func(*http.Request) bool) {
 	p.match = match
 }
 
+// CorruptMatching makes the proxy forward every request for which match
+// returns true with byte 1000 of its body flipped (nil disables): a
+// corruption in transit that only a checksum over the payload catches.
+// Safe for concurrent use.
+func (p *FaultProxy) CorruptMatching(match func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.corrupt = match
+}
+
+// corruptByte is the offset in a request body that CorruptMatching flips.
+const corruptByte = 1000
+
+// flipReader passes on r with the byte at offset corruptByte inverted.
+type flipReader struct {
+	r   io.ReadCloser
+	off int64
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if i := corruptByte - f.off; i >= 0 && i < int64(n) {
+		p[i] ^= 0xff
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.r.Close() }
+
 // Counts returns how many requests were proxied to the target and how many
 // were failed by the proxy.
 func (p *FaultProxy) Counts() (proxied, failed int64) {
@@ -170,6 +202,12 @@ func (p *FaultProxy) shouldFail(r *http.Request) bool {
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.shouldFail(r) {
 		p.proxied.Add(1)
+		p.mu.Lock()
+		corrupt := p.corrupt != nil && p.corrupt(r)
+		p.mu.Unlock()
+		if corrupt && r.Body != nil {
+			r.Body = &flipReader{r: r.Body}
+		}
 		p.rp.ServeHTTP(w, r)
 		return
 	}
