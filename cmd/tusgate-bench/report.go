@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -256,7 +257,7 @@ func renderReport(results []Result, subject string) string {
 		}
 	}
 	if len(rows) > 0 {
-		b.WriteString("\nRatios of medians (MB/s: higher is better for the first; the others: lower is better):\n\n")
+		b.WriteString("\nRatios of medians, with the range of the rounds' own ratios (MB/s: higher is better for the first; the others: lower is better):\n\n")
 		b.WriteString("| scenario | ratio | MB/s | p99 | server CPU/GiB | server peak RSS |\n")
 		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: |\n")
 		for _, r := range rows {
@@ -270,14 +271,30 @@ func renderReport(results []Result, subject string) string {
 	return b.String()
 }
 
-// ratio formats median(a)/median(b) of f, or "–" when one is missing or b is 0.
+// ratio formats median(a)/median(b) of f, or "–" when one is missing or b
+// is 0. With several rounds it adds the range of the rounds' own ratios
+// (run i of a against run i of b, which ran in the same round): on a shared
+// machine they show how far one round's comparison can stray.
 func ratio(a, b *group, f func(r *Result) (float64, bool)) string {
 	x, okA := a.pick(f)
 	y, okB := b.pick(f)
 	if !okA || !okB || y == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f×", x/y)
+	out := fmt.Sprintf("%.2f×", x/y)
+	if len(a.runs) < 2 || len(a.runs) != len(b.runs) {
+		return out
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range a.runs {
+		u, okU := f(&a.runs[i])
+		v, okV := f(&b.runs[i])
+		if !okU || !okV || v == 0 {
+			return out
+		}
+		lo, hi = min(lo, u/v), max(hi, u/v)
+	}
+	return out + fmt.Sprintf(" (%.2f–%.2f)", lo, hi)
 }
 
 func num(v float64, ok bool) string {
