@@ -81,4 +81,6 @@ type unexpected struct {
 	body   string
 }
 
-func (u *unexpected) Error() string { return "unexpected answer " + http.StatusText(u.status) + ": " + u.body }
+func (u *unexpected) Error() string {
+	return "unexpected answer " + http.StatusText(u.status) + ": " + u.body
+}
