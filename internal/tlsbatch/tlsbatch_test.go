@@ -309,12 +309,38 @@ func TestTransportBodiesThatWriteThemselves(t *testing.T) {
 			}
 		}
 	}
-	// A body longer than its Content-Length fails the request.
+}
+
+// TestReadFromStopsAtTheLimit: a body that writes more than net/http's
+// limit (its Content-Length) gets ErrBodyTooLong, and not a byte beyond the
+// limit reaches the connection, where it would become the start of the next
+// request.
+func TestReadFromStopsAtTheLimit(t *testing.T) {
+	addr, cert := echoServer(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	d := &Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "example.com"}}
+	c, err := d.DialTLSContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	data := randomBytes(ChunkSize+10, 7)
-	if resp, err := post(&sealingBody{data: data}, len(data)-10); err == nil {
-		resp.Body.Close()
-		t.Fatalf("a body 10 bytes longer than its Content-Length was sent: status %d", resp.StatusCode)
-	} else if !errors.Is(err, ErrBodyTooLong) {
-		t.Fatalf("error %v; want ErrBodyTooLong", err)
+	limit := int64(ChunkSize)
+	want := append(bytes.Clone(data[:limit]), "next request"...)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(c, int64(len(want))))
+		got <- b
+	}()
+	n, err := c.(*Conn).ReadFrom(&io.LimitedReader{R: &sealingBody{data: data}, N: limit})
+	if !errors.Is(err, ErrBodyTooLong) || n != limit {
+		t.Fatalf("ReadFrom = %d, %v; want %d, ErrBodyTooLong", n, err, limit)
+	}
+	if _, err := c.Write([]byte("next request")); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("the connection carried %d bytes (SHA-256 %s), want the %d of the limit and then the next request", len(b), sum(b), limit)
 	}
 }
