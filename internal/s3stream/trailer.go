@@ -151,8 +151,14 @@ func (c *crcTrailerBody) WriteTo(w io.Writer) (int64, error) {
 // withCRCTrailer is the call option of a streamed UploadPart whose body is
 // a fillBody: the SDK's own checksum is off for the call, and
 // crcTrailerMiddleware sends the body as a crcTrailerBody with the headers
-// and signature the SDK would give its own.
+// and signature the SDK would give its own. Where the operator turned
+// request checksums off (AWS_REQUEST_CHECKSUM_CALCULATION=when_required, for
+// S3-compatible servers that refuse them), the part goes without one, as
+// the SDK would send it.
 func withCRCTrailer(o *s3.Options) {
+	if o.RequestChecksumCalculation == aws.RequestChecksumCalculationWhenRequired {
+		return
+	}
 	o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
 		// Before the payload hash middlewares, which leave a hash that is set.
