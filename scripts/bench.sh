@@ -144,12 +144,18 @@ start_bg() {
 	PIDS+=("$LAST_PID")
 }
 
-# free_port: sets PORT to a port nothing listens on (not handed out before).
+# free_port: sets PORT to a port nothing listens on (not handed out before),
+# below the kernel's range of ephemeral ports when there is room: there the
+# local end of some outgoing connection could take it between this check
+# and the server's bind ("address already in use").
 USED_PORTS=" "
+EPHEMERAL_LOW=32768
+read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 free_port() {
-	local p
+	local p lo=20000 span=40000
+	if ((EPHEMERAL_LOW > 12000)); then lo=10000 span=$((EPHEMERAL_LOW - 10000)); fi
 	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((lo + RANDOM % span))
 		[[ $USED_PORTS == *" $p "* ]] && continue
 		if ! (: <>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			USED_PORTS+="$p "
