@@ -5,7 +5,7 @@
 # BENCH_REPEAT runs. Prints a Markdown report and keeps a copy (with the raw
 # JSON results) in .cache/bench/.
 #
-#   bash scripts/bench.sh                      # everything (about 7 minutes on 2 cores)
+#   bash scripts/bench.sh                      # everything (about 6–10 minutes on 2 cores)
 #   BENCH_SIZE=256MiB BENCH_REPEAT=1 bash scripts/bench.sh   # quick look
 #   BENCH_SCENARIOS="single" bash scripts/bench.sh           # only the 1 GiB upload
 #
