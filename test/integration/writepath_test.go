@@ -93,27 +93,36 @@ func TestWritePaths(t *testing.T) {
 	}
 }
 
-// A streamed part that S3 refuses is sent again from memory.
-func TestStreamedPartResentWhenS3Fails(t *testing.T) {
-	data, sum := payload(17*MiB, 32)
+// uploadThroughFaultyS3 uploads data (SHA-256 sum) with one PATCH through
+// tusgate with 5 MiB parts, to versitygw over HTTPS behind a fault proxy
+// that fault sets up; it checks the stored object and returns tusgate's
+// metrics.
+func uploadThroughFaultyS3(t *testing.T, data []byte, sum string, fault func(*testenv.FaultProxy)) map[string]float64 {
+	t.Helper()
 	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
 	s3.CreateBucket(t, testBucket)
 	proxy, ca := testenv.NewTLSFaultProxy(t, s3.Endpoint)
-	var failed atomic.Int64
-	proxy.FailMatching(func(r *http.Request) bool {
-		// The first attempt at part 2 of every upload.
-		return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && failed.Add(1) == 1
-	})
-	dir := t.TempDir()
+	fault(proxy)
 	env := append(s3.Env(), "AWS_ENDPOINT_URL_S3="+proxy.URL, "AWS_CA_BUNDLE="+ca)
-	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", dir)
+	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", t.TempDir())
 	loc := create(t, g, int64(len(data)))
 	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
 		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
 	}
-	b := &backend{s3: s3}
-	b.assertStored(t, loc, sum, int64(len(data)))
-	m := scrapeMetrics(t, g)
+	(&backend{s3: s3}).assertStored(t, loc, sum, int64(len(data)))
+	return scrapeMetrics(t, g)
+}
+
+// A streamed part that S3 refuses is sent again from memory.
+func TestStreamedPartResentWhenS3Fails(t *testing.T) {
+	data, sum := payload(17*MiB, 32)
+	var failed atomic.Int64
+	m := uploadThroughFaultyS3(t, data, sum, func(p *testenv.FaultProxy) {
+		p.FailMatching(func(r *http.Request) bool {
+			// The first attempt at part 2 of every upload.
+			return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && failed.Add(1) == 1
+		})
+	})
 	if failed.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="streamed"}`] != 3 {
 		t.Fatalf("part 2 requests %d; parts %v", failed.Load(), m)
 	}
@@ -123,35 +132,27 @@ func TestStreamedPartResentWhenS3Fails(t *testing.T) {
 // changed in transit is refused, and sent again from memory.
 func TestStreamedPartChecksumVerifiedByS3(t *testing.T) {
 	data, sum := payload(12*MiB, 33)
-	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
-	s3.CreateBucket(t, testBucket)
-	proxy, ca := testenv.NewTLSFaultProxy(t, s3.Endpoint)
 	var corrupted atomic.Int64
-	var trailers sync.Map // the X-Amz-Trailer of each part request
-	proxy.CorruptMatching(func(r *http.Request) bool {
-		if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") == "" {
-			return false
-		}
-		trailers.Store(r.Header.Get("X-Amz-Trailer")+" "+r.Header.Get("X-Amz-Content-Sha256"), true)
-		// The first attempt at part 1.
-		return r.URL.Query().Get("partNumber") == "1" && corrupted.Add(1) == 1
+	var trailers sync.Map // the X-Amz-Trailer and payload hash of each part request
+	m := uploadThroughFaultyS3(t, data, sum, func(p *testenv.FaultProxy) {
+		p.CorruptMatching(func(r *http.Request) bool {
+			if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") == "" {
+				return false
+			}
+			trailers.Store(r.Header.Get("X-Amz-Trailer")+" "+r.Header.Get("X-Amz-Content-Sha256"), true)
+			// The first attempt at part 1.
+			return r.URL.Query().Get("partNumber") == "1" && corrupted.Add(1) == 1
+		})
 	})
-	env := append(s3.Env(), "AWS_ENDPOINT_URL_S3="+proxy.URL, "AWS_CA_BUNDLE="+ca)
-	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", t.TempDir())
-	loc := create(t, g, int64(len(data)))
-	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
-		t.Fatalf("PATCH: %d %s", r.Status, r.Body)
-	}
-	(&backend{s3: s3}).assertStored(t, loc, sum, int64(len(data)))
-	m := scrapeMetrics(t, g)
 	if corrupted.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="streamed"}`] != 2 {
 		t.Fatalf("part 1 requests %d; parts %v", corrupted.Load(), m)
 	}
 	// Streamed and resent parts both carry a CRC32 trailer.
+	const want = "x-amz-checksum-crc32 STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 	var seen []string
 	trailers.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
-	if len(seen) != 1 || seen[0] != "x-amz-checksum-crc32 STREAMING-UNSIGNED-PAYLOAD-TRAILER" {
-		t.Fatalf("part requests had trailer and payload hash %q, want only %q", seen, "x-amz-checksum-crc32 STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+	if len(seen) != 1 || seen[0] != want {
+		t.Fatalf("part requests had trailer and payload hash %q, want only %q", seen, want)
 	}
 }
 
