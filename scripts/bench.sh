@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Upload benchmark on this machine: tusgate vs stock tusd v2.9.1 vs direct S3
 # multipart uploads, all into the same versitygw served over HTTPS on
-# 127.0.0.1 (throw-away CA, AWS_CA_BUNDLE), A/B interleaved, medians of
+# 127.0.0.1 (throw-away CA, AWS_CA_BUNDLE; or plain HTTP, BENCH_S3_HTTP=1),
+# A/B interleaved, medians of
 # BENCH_REPEAT runs. Prints a Markdown report and keeps a copy (with the raw
 # JSON results) in .cache/bench/.
 #
@@ -35,6 +36,10 @@
 # ratios to s3-direct show what the gateway costs the upload, not what its
 # CPU takes from a shared S3 server.
 #
+# BENCH_S3_HTTP=1: versitygw is served over plain HTTP instead (as MinIO is
+# by default). The S3 clients then sign every payload's SHA-256 instead of
+# sending it unsigned with a CRC32 trailer, which costs them CPU.
+#
 # BENCH_PROFILE=N: tusgate runs with --pprof and tusd with -expose-pprof,
 # and during every timed tusgate and tusd run a CPU profile of N seconds is
 # taken (start it with a scenario that lasts longer, e.g. BENCH_SIZE=4GiB).
@@ -52,7 +57,8 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN; do
+	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
+	BENCH_S3_HTTP; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -247,25 +253,27 @@ BENCH="$RUN/bin/tusgate-bench"
 ) >"$RUN/logs/openssl.log" 2>&1 || { cat "$RUN/logs/openssl.log" >&2; die "openssl failed"; }
 CA="$RUN/s3/ca.pem"
 
-# ---- versitygw over HTTPS ---------------------------------------------------
+# ---- versitygw over HTTPS (or plain HTTP) -----------------------------------
 
 AK=bench
 SK=$(openssl rand -hex 20)
 free_port
 S3_PORT=$PORT
-S3_URL="https://127.0.0.1:$S3_PORT"
+S3_SCHEME=https S3_TLS=(--cert "$RUN/s3/cert.pem" --key "$RUN/s3/key.pem")
+if [[ ${BENCH_S3_HTTP:-0} == 1 ]]; then S3_SCHEME=http S3_TLS=(); fi
+S3_URL="$S3_SCHEME://127.0.0.1:$S3_PORT"
 start_bg "$RUN/logs/versitygw.log" "${PIN_S3[@]}" env -i PATH="$PATH" HOME="$RUN/home" ROOT_ACCESS_KEY="$AK" ROOT_SECRET_KEY="$SK" \
 	"$BIN/versitygw" --port "127.0.0.1:$S3_PORT" --region us-east-1 --keep-alive \
-	--cert "$RUN/s3/cert.pem" --key "$RUN/s3/key.pem" posix --sidecar "$RUN/s3/meta" "$RUN/s3/root"
+	"${S3_TLS[@]}" posix --sidecar "$RUN/s3/meta" "$RUN/s3/root"
 VGW_PID=$LAST_PID
-# Any answer over verified TLS means it is up (anonymous requests get 403).
+# Any answer (over verified TLS) means it is up (anonymous requests get 403).
 for _ in $(seq 300); do
 	kill -0 "$VGW_PID" 2>/dev/null || { tail -n 30 "$RUN/logs/versitygw.log" >&2; die "versitygw exited"; }
 	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CA" "$S3_URL/" || true)
 	[[ $code != 000 ]] && break
 	sleep 0.1
 done
-[[ $code != 000 ]] || die "versitygw did not answer over HTTPS"
+[[ $code != 000 ]] || die "versitygw did not answer over ${S3_SCHEME^^}"
 for b in bench-tusgate bench-tusd bench-direct; do
 	code=$(curl -s -o "$RUN/logs/bucket.out" -w '%{http_code}' --cacert "$CA" --aws-sigv4 "aws:amz:us-east-1:s3" \
 		--user "$AK:$SK" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT "$S3_URL/$b")
@@ -466,7 +474,7 @@ REPORT="$OUTDIR/bench-$stamp.md"
 {
 	echo "Machine: $(nproc) cores ($cpu), $mem memory, $(go env GOVERSION), Linux $(uname -r)."
 	echo "Load average before the runs: $LOAD_BEFORE (other programs on the machine disturb the numbers; see the other CPU column)."
-	echo "tusgate $rev, tusd $TUSD_VERSION, versitygw $VERSITYGW_VERSION (posix, HTTPS on 127.0.0.1), $stamp."
+	echo "tusgate $rev, tusd $TUSD_VERSION, versitygw $VERSITYGW_VERSION (posix, ${S3_SCHEME^^} on 127.0.0.1), $stamp."
 	echo
 	echo "Command: \`${REPRO}bash scripts/bench.sh\`"
 	echo

@@ -15,9 +15,10 @@
 // has rejected the truncated part, and the bytes received are stored from
 // the buffer (as a part, or as the .part tail when too small); if S3 fails
 // mid-part, the part is sent again from the buffer once it is complete,
-// with the SDK's retries. Over plain HTTP the SDK must sign a hash of the
-// payload before sending it, so each part is sent once it is complete.
-// While the budget has room, up to Parallel parts of a write are on their
+// with the SDK's retries. Over plain HTTP the request must be signed with
+// the payload's SHA-256, so each part is sent once it is complete, with the
+// SHA-256 and CRC32 summed while it filled (partSums). Either way a part's
+// last byte waits until the part before is stored. While the budget has room, up to Parallel parts of a write are on their
 // way at once, so that a single S3 connection does not cap an upload's
 // speed.
 //
@@ -68,8 +69,8 @@ type Store struct {
 	// count as a failed part there (the salvage after it is fine).
 	Parts PartUploader
 	// Stream sends parts while they arrive (S3 over HTTPS). Otherwise each
-	// part is read into memory first (plain HTTP: the SDK signs a hash of
-	// the payload).
+	// part is read into memory first (plain HTTP: the request is signed
+	// with the payload's SHA-256).
 	Stream bool
 	// Parallel is the most parts of one write on their way to S3 at once,
 	// each in its own buffer (at least 1).

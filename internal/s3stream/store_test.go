@@ -619,9 +619,9 @@ func abortOnce(part int32, read int64) func(int32, int) (int64, error) {
 	}
 }
 
-// TestUploadPartFailsOnce: S3 fails one UploadPart call. With Stream the
-// part is sent again from memory; without, the SDK's retries would (the
-// fake has none) and the write fails.
+// TestUploadPartFailsOnce: S3 fails one UploadPart call, and the part is
+// sent again from memory. (Without Stream, a body that ends mid-part never
+// gets that part to S3, and the write fails.)
 func TestUploadPartFailsOnce(t *testing.T) {
 	const size = 150
 	tests := []struct {
@@ -654,7 +654,7 @@ func TestUploadPartFailsOnce(t *testing.T) {
 				n, err := e.patch(id, off, reqBody(data[off:off+tt.k]), size-off)
 				held := e.s3.held(e.key(id))
 				e.checkOffset(id, held)
-				if stream {
+				if stream || tt.k == size-off {
 					if err != nil || n != tt.k {
 						t.Fatalf("WriteChunk = %d, %v; want %d, nil", n, err, tt.k)
 					}
@@ -770,38 +770,47 @@ func TestUploadPartFailsForGood(t *testing.T) {
 	})
 }
 
-// TestStreamResendsFromMemory looks at the UploadPart calls when S3 fails
-// a streamed part once.
-func TestStreamResendsFromMemory(t *testing.T) {
-	e := newEnv(t, true)
-	data := testData(150, 9)
-	id := e.create(150, false)
-	e.s3.configure(func(f *fakeS3) { f.failUploadPart = failOnce(2) })
-	if n, err := e.patch(id, 0, reqBody(data), 150); err != nil || n != 150 {
-		t.Fatalf("WriteChunk = %d, %v", n, err)
-	}
-	e.checkObject(id, data)
-	var got []string
-	for _, c := range e.s3.callsFor(e.key(id)) {
-		got = append(got, fmt.Sprintf("%d/%d seeker=%v ok=%v", c.part, c.attempt, c.seeker, c.err == nil))
-	}
-	slices.Sort(got)
-	want := []string{"1/1 seeker=false ok=true", "2/1 seeker=false ok=false", "2/2 seeker=true ok=true", "3/1 seeker=false ok=true"}
-	if !slices.Equal(got, want) {
-		t.Errorf("UploadPart calls\n%q\nwant\n%q", got, want)
-	}
-	if e.parts("streamed") != 2 || e.parts("resent") != 1 {
-		t.Errorf("parts streamed=%v resent=%v, want 2 and 1", e.parts("streamed"), e.parts("resent"))
-	}
+// TestResendFromMemory looks at the UploadPart calls when S3 fails a part
+// once: the first attempt gets the part's body (not rewindable), the second
+// the buffer (rewindable, for the SDK's retries).
+func TestResendFromMemory(t *testing.T) {
+	forModes(t, func(t *testing.T, stream bool) {
+		e := newEnv(t, stream)
+		data := testData(150, 9)
+		id := e.create(150, false)
+		e.s3.configure(func(f *fakeS3) { f.failUploadPart = failOnce(2) })
+		if n, err := e.patch(id, 0, reqBody(data), 150); err != nil || n != 150 {
+			t.Fatalf("WriteChunk = %d, %v", n, err)
+		}
+		e.checkObject(id, data)
+		var got []string
+		for _, c := range e.s3.callsFor(e.key(id)) {
+			got = append(got, fmt.Sprintf("%d/%d seeker=%v ok=%v", c.part, c.attempt, c.seeker, c.err == nil))
+		}
+		slices.Sort(got)
+		want := []string{"1/1 seeker=false ok=true", "2/1 seeker=false ok=false", "2/2 seeker=true ok=true", "3/1 seeker=false ok=true"}
+		if !slices.Equal(got, want) {
+			t.Errorf("UploadPart calls\n%q\nwant\n%q", got, want)
+		}
+		how := map[bool]string{true: "streamed", false: "buffered"}[stream]
+		if e.parts(how) != 2 || e.parts("resent") != 1 {
+			t.Errorf("parts %s=%v resent=%v, want 2 and 1", how, e.parts(how), e.parts("resent"))
+		}
+	})
 }
 
-// TestPartsInParallel: with Stream, the next parts of a write go to S3
-// while the first still waits for S3's answer, up to Parallel at once, and
-// S3 still stores them in order.
+// TestPartsInParallel: the next parts of a write go to S3 while the first
+// still waits for S3's answer, up to Parallel at once, and S3 still stores
+// them in order; streamed, and over plain HTTP, where each part goes once
+// it is complete.
 func TestPartsInParallel(t *testing.T) {
+	forModes(t, func(t *testing.T, stream bool) { testPartsInParallel(t, stream) })
+}
+
+func testPartsInParallel(t *testing.T, stream bool) {
 	for _, parallel := range []int{1, 3} {
 		t.Run(fmt.Sprintf("parallel=%d", parallel), func(t *testing.T) {
-			e := newEnv(t, true)
+			e := newEnv(t, stream)
 			e.store.Parallel = parallel
 			const size = 5 * testPartSize
 			data := testData(size, 21)

@@ -3,12 +3,18 @@ package s3stream
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,9 +36,14 @@ type partRequest struct {
 // answers them like S3, with a client for it whose TLS connections are
 // tlsbatch's, as in tusgate.
 func partServer(t *testing.T, calc aws.RequestChecksumCalculation) (*s3.Client, chan partRequest) {
+	return newPartServer(t, calc, true)
+}
+
+// newPartServer is partServer, over HTTPS or plain HTTP.
+func newPartServer(t *testing.T, calc aws.RequestChecksumCalculation, https bool) (*s3.Client, chan partRequest) {
 	t.Helper()
 	got := make(chan partRequest, 1)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -41,11 +52,17 @@ func partServer(t *testing.T, calc aws.RequestChecksumCalculation) (*s3.Client, 
 		got <- partRequest{header: r.Header.Clone(), length: r.ContentLength, body: b}
 		w.Header().Set("ETag", `"etag"`)
 	}))
+	hc := awshttp.NewBuildableClient()
+	if https {
+		srv.StartTLS()
+		pool := x509.NewCertPool()
+		pool.AddCert(srv.Certificate())
+		d := &tlsbatch.Dialer{Config: &tls.Config{RootCAs: pool}}
+		hc = hc.WithTransportOptions(func(tr *http.Transport) { tr.DialTLSContext = d.DialTLSContext })
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
-	pool := x509.NewCertPool()
-	pool.AddCert(srv.Certificate())
-	d := &tlsbatch.Dialer{Config: &tls.Config{RootCAs: pool}}
-	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.DialTLSContext = d.DialTLSContext })
 	c := s3.New(s3.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true, HTTPClient: hc,
 		Credentials:                credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
@@ -105,5 +122,47 @@ func TestStreamedPartWithoutChecksums(t *testing.T) {
 	}
 	if !bytes.Equal(r.body, buf) {
 		t.Fatalf("body of %d bytes, want the part's %d", len(r.body), len(buf))
+	}
+}
+
+// TestBufferedPartRequest: over plain HTTP, a complete part goes with the
+// SHA-256 and CRC32 summed while it filled: the signed payload hash and the
+// checksum header the SDK would have computed (the fake server does not
+// check them; versitygw does in test/integration).
+func TestBufferedPartRequest(t *testing.T) {
+	buf := bytes.Repeat([]byte("0123456789abcdef"), 20000)
+	sha := sha256.Sum256(buf)
+	var crc [4]byte
+	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(buf))
+	for _, tc := range []struct {
+		calc    aws.RequestChecksumCalculation
+		wantCRC string
+	}{
+		{aws.RequestChecksumCalculationWhenSupported, base64.StdEncoding.EncodeToString(crc[:])},
+		{aws.RequestChecksumCalculationWhenRequired, ""},
+	} {
+		c, got := newPartServer(t, tc.calc, false)
+		sums := newPartSums(buf[:1000]) // as if the first 1,000 bytes were a tail read first
+		sums.add(buf[1000:])
+		_, err := c.UploadPart(context.Background(), &s3.UploadPartInput{
+			Bucket: aws.String("b"), Key: aws.String("k"), UploadId: aws.String("u"), PartNumber: aws.Int32(1),
+			Body: newFillBody(buf, len(buf), nil), ContentLength: aws.Int64(int64(len(buf))),
+		}, withPartSums(sums), func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+		if err != nil {
+			t.Fatalf("UploadPart: %v", err)
+		}
+		r := <-got
+		if h := r.header.Get("X-Amz-Content-Sha256"); h != hex.EncodeToString(sha[:]) {
+			t.Errorf("X-Amz-Content-Sha256 %q, want the part's SHA-256", h)
+		}
+		if h := r.header.Get("X-Amz-Checksum-Crc32"); h != tc.wantCRC {
+			t.Errorf("checksums %v: X-Amz-Checksum-Crc32 %q, want %q", tc.calc, h, tc.wantCRC)
+		}
+		if auth := r.header.Get("Authorization"); !strings.Contains(auth, "x-amz-content-sha256") {
+			t.Errorf("Authorization %q does not sign the payload hash", auth)
+		}
+		if r.header.Get("Content-Encoding") != "" || r.length != int64(len(buf)) || !bytes.Equal(r.body, buf) {
+			t.Errorf("body of %d bytes (Content-Length %d, Content-Encoding %q), want the part as it is", len(r.body), r.length, r.header.Get("Content-Encoding"))
+		}
 	}
 }

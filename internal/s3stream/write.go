@@ -149,10 +149,10 @@ func (u *upload) current(ctx context.Context, info handler.FileInfo) (state, err
 // writer is one WriteChunk. It hands each part, with a buffer, to a
 // goroutine of its own (a flight), which sends it to S3 while the buffer
 // fills from the request body (see source and fillPart): over HTTPS as a
-// stream, over plain HTTP once it is complete. With several buffers, several parts are on their way at once,
-// so that one S3 connection's speed does not limit the upload; S3 answers
-// them in order (see fillBody), so a part is never stored past a missing
-// one.
+// stream, over plain HTTP once it is complete. With several buffers,
+// several parts are on their way at once, so that one S3 connection's speed
+// does not limit the upload; S3 answers them in order (see fillBody), so a
+// part is never stored past a missing one.
 type writer struct {
 	s   *Store
 	st  *state
@@ -285,33 +285,44 @@ func (w *writer) send(ctx context.Context, number int32, buf []byte, pre int64, 
 	f.body = newFillBody(buf, int(pre), f.prev)
 	if w.s.Stream {
 		f.body.src = w.src
+	} else {
+		f.body.sums = newPartSums(buf[:pre])
 	}
 	w.inflight = append(w.inflight, f)
 	go w.fly(ctx, f)
 	return f
 }
 
-// fly sends a part: streamed while it fills (Stream), and from the
-// complete buffer without Stream or when the stream failed at S3.
+// fly sends a part: streamed while it fills (Stream), or once it is
+// complete (plain HTTP, where the request is signed with the part's SHA-256,
+// see partSums). Either way its last byte waits for the part before (see
+// fillBody), so parts go to S3 side by side. A part whose request S3 failed
+// is sent again from the buffer.
 func (w *writer) fly(ctx context.Context, f *flight) {
 	defer close(f.done)
 	f.how = "buffered"
-	if w.s.Stream {
-		etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), withCRCTrailer, func(o *s3.Options) {
-			// The stream cannot be rewound; a failed attempt is sent
-			// again from the buffer.
-			o.RetryMaxAttempts = 1
-		})
-		f.body.detach()
-		if err == nil {
-			f.etag, f.how = etag, "streamed"
+	opt, how := withCRCTrailer, "streamed"
+	if !w.s.Stream {
+		if !f.body.complete() {
+			f.short = true
 			return
 		}
-		if !errors.Is(err, errShort) && !errors.Is(err, errGap) {
-			// S3 failed, not the client: send the part from memory.
-			w.s.Log.DebugContext(ctx, "streaming a part to S3 failed; sending it again from memory", "key", w.key, "part", f.number, "error", err.Error())
-			f.how = "resent"
-		}
+		opt, how = withPartSums(f.body.sums), "buffered"
+	}
+	etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), opt, func(o *s3.Options) {
+		// The body cannot be rewound; a failed attempt is sent again from
+		// the buffer.
+		o.RetryMaxAttempts = 1
+	})
+	f.body.detach()
+	if err == nil {
+		f.etag, f.how = etag, how
+		return
+	}
+	if !errors.Is(err, errShort) && !errors.Is(err, errGap) {
+		// S3 failed, not the client: send the part from memory.
+		w.s.Log.DebugContext(ctx, "sending a part to S3 failed; sending it again from memory", "key", w.key, "part", f.number, "error", err.Error())
+		f.how = "resent"
 	}
 	if !f.body.complete() {
 		f.short = true
@@ -605,6 +616,7 @@ type fillBody struct {
 	initial int           // bytes in buf before the writer started filling
 	prev    *flight       // nil: the last byte may go at once
 	src     *source       // nil: only the writer fills buf
+	sums    *partSums     // if set, updated with each read (plain HTTP)
 	wake    chan struct{} // a token whenever something changed
 	full    chan struct{} // closed once buf is full or the request body ended
 
@@ -755,6 +767,9 @@ func (b *fillBody) read(src *source) {
 		return
 	}
 	k, err := src.r.Read(b.buf[filled:min(len(b.buf), filled+readAhead)])
+	if b.sums != nil {
+		b.sums.add(b.buf[filled : filled+k]) // while the bytes are in the CPU's cache
+	}
 	filled += k
 	// tusd's body reader reports every end, early or not, as io.EOF.
 	b.advance(filled, err != nil && filled < len(b.buf))

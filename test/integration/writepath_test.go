@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tusgate/tusgate/test/testenv"
 )
@@ -94,16 +95,24 @@ func TestWritePaths(t *testing.T) {
 }
 
 // uploadThroughFaultyS3 uploads data (SHA-256 sum) with one PATCH through
-// tusgate with 5 MiB parts, to versitygw over HTTPS behind a fault proxy
-// that fault sets up; it checks the stored object and returns tusgate's
-// metrics.
-func uploadThroughFaultyS3(t *testing.T, data []byte, sum string, fault func(*testenv.FaultProxy)) map[string]float64 {
+// tusgate with 5 MiB parts, to versitygw over HTTPS (or plain HTTP) behind a
+// fault proxy that fault sets up; it checks the stored object and returns
+// tusgate's metrics.
+func uploadThroughFaultyS3(t *testing.T, https bool, data []byte, sum string, fault func(*testenv.FaultProxy)) map[string]float64 {
 	t.Helper()
-	s3 := testenv.StartS3(t, testenv.S3Options{TLS: true})
+	s3 := testenv.StartS3(t, testenv.S3Options{TLS: https})
 	s3.CreateBucket(t, testBucket)
-	proxy, ca := testenv.NewTLSFaultProxy(t, s3.Endpoint)
+	env := s3.Env()
+	var proxy *testenv.FaultProxy
+	if https {
+		var ca string
+		proxy, ca = testenv.NewTLSFaultProxy(t, s3.Endpoint)
+		env = append(env, "AWS_CA_BUNDLE="+ca)
+	} else {
+		proxy = testenv.NewFaultProxy(t, s3.Endpoint)
+	}
 	fault(proxy)
-	env := append(s3.Env(), "AWS_ENDPOINT_URL_S3="+proxy.URL, "AWS_CA_BUNDLE="+ca)
+	env = append(env, "AWS_ENDPOINT_URL_S3="+proxy.URL)
 	g := startGate(t, env, "--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", t.TempDir())
 	loc := create(t, g, int64(len(data)))
 	if r := patch(t, loc, 0, data); r.Status != http.StatusNoContent {
@@ -117,7 +126,7 @@ func uploadThroughFaultyS3(t *testing.T, data []byte, sum string, fault func(*te
 func TestStreamedPartResentWhenS3Fails(t *testing.T) {
 	data, sum := payload(17*MiB, 32)
 	var failed atomic.Int64
-	m := uploadThroughFaultyS3(t, data, sum, func(p *testenv.FaultProxy) {
+	m := uploadThroughFaultyS3(t, true, data, sum, func(p *testenv.FaultProxy) {
 		p.FailMatching(func(r *http.Request) bool {
 			// The first attempt at part 2 of every upload.
 			return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && failed.Add(1) == 1
@@ -134,7 +143,7 @@ func TestStreamedPartChecksumVerifiedByS3(t *testing.T) {
 	data, sum := payload(12*MiB, 33)
 	var corrupted atomic.Int64
 	var trailers sync.Map // the X-Amz-Trailer and payload hash of each part request
-	m := uploadThroughFaultyS3(t, data, sum, func(p *testenv.FaultProxy) {
+	m := uploadThroughFaultyS3(t, true, data, sum, func(p *testenv.FaultProxy) {
 		p.CorruptMatching(func(r *http.Request) bool {
 			if r.Method != http.MethodPut || r.URL.Query().Get("partNumber") == "" {
 				return false
@@ -153,6 +162,61 @@ func TestStreamedPartChecksumVerifiedByS3(t *testing.T) {
 	trailers.Range(func(k, _ any) bool { seen = append(seen, k.(string)); return true })
 	if len(seen) != 1 || seen[0] != want {
 		t.Fatalf("part requests had trailer and payload hash %q, want only %q", seen, want)
+	}
+}
+
+// Over plain HTTP, each part goes once it is complete, signed with its
+// SHA-256 and with a CRC32 header: versitygw refuses a part changed in
+// transit, and tusgate sends it again from memory. The next part goes to
+// S3 while the one before still waits for its answer.
+func TestBufferedPartsOverHTTP(t *testing.T) {
+	data, sum := payload(12*MiB, 34)
+	var corrupted atomic.Int64
+	part2 := make(chan struct{})
+	var part2Once sync.Once
+	var mu sync.Mutex
+	var heldUntilPart2 bool
+	var bad []string // part requests without the part's sums
+	m := uploadThroughFaultyS3(t, false, data, sum, func(p *testenv.FaultProxy) {
+		p.CorruptMatching(func(r *http.Request) bool {
+			return r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "1" && corrupted.Add(1) == 1
+		})
+		p.OnForward(func(r *http.Request) {
+			n := r.URL.Query().Get("partNumber")
+			if r.Method != http.MethodPut || n == "" {
+				return
+			}
+			if h := r.Header.Get("X-Amz-Content-Sha256"); len(h) != 64 || r.Header.Get("X-Amz-Checksum-Crc32") == "" {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("part %s: X-Amz-Content-Sha256 %q, X-Amz-Checksum-Crc32 %q", n, h, r.Header.Get("X-Amz-Checksum-Crc32")))
+				mu.Unlock()
+			}
+			switch {
+			case n == "2":
+				part2Once.Do(func() { close(part2) })
+			case n == "1" && corrupted.Load() == 1:
+				// Hold the first attempt at part 1 until part 2 is on its
+				// way (a guard of 20 s for a gateway that waits).
+				select {
+				case <-part2:
+					mu.Lock()
+					heldUntilPart2 = true
+					mu.Unlock()
+				case <-time.After(20 * time.Second):
+				}
+			}
+		})
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !heldUntilPart2 {
+		t.Error("part 2 did not go to S3 while part 1 waited for its answer")
+	}
+	if len(bad) > 0 {
+		t.Errorf("part requests without a SHA-256 payload hash and a CRC32: %q", bad)
+	}
+	if corrupted.Load() < 2 || m[`tusgate_s3_parts_total{how="resent"}`] != 1 || m[`tusgate_s3_parts_total{how="buffered"}`] != 2 {
+		t.Fatalf("part 1 requests %d; parts %v", corrupted.Load(), m)
 	}
 }
 

@@ -39,6 +39,8 @@ type FaultProxy struct {
 	corrupt func(*http.Request) bool
 	rate    float64 // fail this fraction of requests at random
 	rng     *rand.Rand
+	// onForward sees each request before it is forwarded
+	onForward func(*http.Request)
 
 	proxied, failed atomic.Int64
 }
@@ -155,6 +157,16 @@ func (p *FaultProxy) CorruptMatching(match func(*http.Request) bool) {
 	p.corrupt = match
 }
 
+// OnForward makes the proxy call fn with each request it is about to
+// forward (nil disables). fn runs on the request's goroutine: it may block,
+// which holds the request back (its body unread) until fn returns. Safe for
+// concurrent use.
+func (p *FaultProxy) OnForward(fn func(*http.Request)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onForward = fn
+}
+
 // corruptByte is the offset in a request body that CorruptMatching flips.
 const corruptByte = 1000
 
@@ -204,7 +216,11 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.proxied.Add(1)
 		p.mu.Lock()
 		corrupt := p.corrupt != nil && p.corrupt(r)
+		onForward := p.onForward
 		p.mu.Unlock()
+		if onForward != nil {
+			onForward(r)
+		}
 		if corrupt && r.Body != nil {
 			r.Body = &flipReader{r: r.Body}
 		}
