@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -140,6 +141,7 @@ func tuneTransport(c aws.HTTPClient) aws.HTTPClient {
 		return c
 	}
 	return bc.WithTransportOptions(func(tr *http.Transport) {
+		tr.DialContext = resetOnClose(tr.DialContext)
 		d := &tlsbatch.Dialer{Config: tr.TLSClientConfig, DialContext: tr.DialContext, HandshakeTimeout: tr.TLSHandshakeTimeout}
 		tr.DialTLSContext = d.DialTLSContext
 		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, idleConnsPerHost)
@@ -147,6 +149,34 @@ func tuneTransport(c aws.HTTPClient) aws.HTTPClient {
 			tr.MaxIdleConns = max(tr.MaxIdleConns, idleConnsPerHost)
 		}
 	})
+}
+
+// resetOnClose wraps dial so that S3 connections end with a TCP reset, not
+// a FIN, when they are closed: by tusgate when a part's body is cut off,
+// and by the kernel when tusgate is killed.
+//
+// A part streams to S3 over a connection that may end in the middle of the
+// part. After a FIN at a TLS record boundary (or a close_notify, which
+// tlsbatch.Conn therefore does not send), Go's crypto/tls reports a clean
+// io.EOF, and versitygw v1.8.0 then stored the truncated part, zero-filled
+// to its declared length: a resumed upload kept the zeros
+// (TestKilledMidUploadThenResume failed about one run in ten). A reset is
+// an error to every server, which then drops the part. Closing an idle
+// connection this way costs S3 nothing but a log line.
+func resetOnClose(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok && err == nil {
+			if lerr := tc.SetLinger(0); lerr != nil {
+				c.Close()
+				return nil, fmt.Errorf("setting SO_LINGER on the S3 connection: %w", lerr)
+			}
+		}
+		return c, err
+	}
 }
 
 func tempDirOf(cfg *config.Config) string {

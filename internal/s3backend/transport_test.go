@@ -1,15 +1,20 @@
 package s3backend
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"testing/iotest"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
@@ -83,4 +88,46 @@ type unexpected struct {
 
 func (u *unexpected) Error() string {
 	return "unexpected answer " + http.StatusText(u.status) + ": " + u.body
+}
+
+// errClientGone is a request body's error: its client went away.
+var errClientGone = errors.New("the client went away")
+
+// A request whose body is cut off ends its connection with a reset, over
+// HTTPS and plain HTTP: the server's read fails, and never sees a clean
+// end of the stream, which S3 servers have taken for a complete (short)
+// part. The same holds when the kernel closes the socket of a killed
+// process.
+func TestCutBodyEndsWithReset(t *testing.T) {
+	for _, https := range []bool{true, false} {
+		t.Run(map[bool]string{true: "https", false: "http"}[https], func(t *testing.T) {
+			got := make(chan error, 1)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n, err := io.Copy(io.Discard, r.Body)
+				got <- fmt.Errorf("after %d bytes: %w", n, err)
+			}))
+			base := awshttp.NewBuildableClient()
+			if https {
+				srv.StartTLS()
+				pool := x509.NewCertPool()
+				pool.AddCert(srv.Certificate())
+				base = base.WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = &tls.Config{RootCAs: pool} })
+			} else {
+				srv.Start()
+			}
+			defer srv.Close()
+			c := tuneTransport(base)
+			const sent = 100 << 10
+			body := io.MultiReader(bytes.NewReader(make([]byte, sent)), iotest.ErrReader(errClientGone))
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
+			req.ContentLength = 1 << 20
+			if _, err := c.Do(req); !errors.Is(err, errClientGone) {
+				t.Fatalf("request: %v, want the body's error", err)
+			}
+			err := <-got
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("the server's read of the body ended %v; want a connection reset", err)
+			}
+		})
+	}
 }

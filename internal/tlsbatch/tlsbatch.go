@@ -88,6 +88,19 @@ type Conn struct {
 	raw *batchWriter
 }
 
+// Close closes the connection without TLS's close_notify alert: it closes
+// the socket under it at once, as a dying process does. For a request
+// whose body is cut off (its client went away, or S3 answered early), a
+// close_notify after the last full record ends the stream cleanly, and Go
+// servers then read a clean io.EOF mid-body: versitygw v1.8.0 stored such
+// truncated parts, zero-filled to their declared length. HTTP/1.1 with a
+// Content-Length needs no close_notify to detect truncation, and the S3
+// client's sockets end with a reset (internal/s3backend), which no server
+// mistakes for the end of a body.
+func (c *Conn) Close() error {
+	return c.raw.Conn.Close()
+}
+
 // Write encrypts p and sends it. The records of up to ChunkSize bytes of
 // p at a time are sent together, once all of them are encrypted.
 func (c *Conn) Write(p []byte) (int, error) {
