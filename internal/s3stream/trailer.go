@@ -24,11 +24,20 @@ import (
 // the same CRC32 the AWS SDK sends by default.
 const crcTrailerName = "x-amz-checksum-crc32"
 
+// chunkLen is the most payload bytes in one aws-chunked chunk. AWS S3
+// takes chunks from 8 KiB up; MinIO refuses chunks over 16 MiB ("chunk too
+// big"), which a part sent as one chunk (as the AWS SDK sends a body of
+// known length: stock tusd's 50 MiB parts fail there) exceeds with
+// --s3-part-size over 16MiB, or with the larger parts of uploads over
+// 160 GB. A multiple of tlsbatch.ChunkSize, so that chunk boundaries cut
+// few runs of the part buffer.
+const chunkLen = 1 << 20
+
 // crcTrailerBody is a streamed part's request body in S3's aws-chunked
-// encoding, one chunk with a CRC32 trailer that S3 checks against the bytes
-// it received:
+// encoding, in chunks of chunkLen with a CRC32 trailer that S3 checks
+// against the bytes it received:
 //
-//	<payload size in hex>\r\n<payload>\r\n0\r\nx-amz-checksum-crc32:<base64>\r\n\r\n
+//	<size in hex>\r\n<payload>\r\n ... <size in hex>\r\n<payload>\r\n0\r\nx-amz-checksum-crc32:<base64>\r\n\r\n
 //
 // This is what the AWS SDK sends for an unseekable body over HTTPS. The
 // SDK's encoder reads the payload through three readers into the HTTP
@@ -39,53 +48,80 @@ const crcTrailerName = "x-amz-checksum-crc32"
 type crcTrailerBody struct {
 	b     *fillBody
 	crc   uint32
-	head  []byte // the chunk header, not yet passed on
-	tail  []byte // the framing after the payload, once it is known
-	ended bool   // the payload was all passed on and tail is set
+	n     int    // payload bytes
+	pos   int    // payload bytes passed on
+	left  int    // payload bytes left in the current chunk
+	frame []byte // framing to pass on before more payload
+	ended bool   // frame is the end of the body
 }
 
 func newCRCTrailerBody(b *fillBody) *crcTrailerBody {
-	return &crcTrailerBody{b: b, head: []byte(strconv.FormatInt(int64(len(b.buf)), 16) + "\r\n")}
+	c := &crcTrailerBody{b: b, n: len(b.buf)}
+	c.nextFrame()
+	return c
 }
 
 // Len is the size of the encoded body.
 func (c *crcTrailerBody) Len() int64 {
-	n := int64(len(c.b.buf))
-	return int64(len(strconv.FormatInt(n, 16))) + 2 + n + int64(len(c.trailer(0)))
+	total := int64(c.n + len(c.trailer(0)))
+	for off := 0; off < c.n; off += chunkLen {
+		total += int64(len(strconv.FormatInt(int64(min(chunkLen, c.n-off)), 16))) + 4 // size, CRLF, payload, CRLF
+	}
+	return total
 }
 
-// trailer is the framing after a payload whose CRC32 is sum.
+// nextFrame sets frame to what follows the current chunk's payload: the
+// next chunk's header, or the end with the trailer once the payload was
+// all passed on.
+func (c *crcTrailerBody) nextFrame() {
+	var f []byte
+	if c.pos > 0 {
+		f = append(f, "\r\n"...)
+	}
+	if c.pos < c.n {
+		c.left = min(chunkLen, c.n-c.pos)
+		f = strconv.AppendInt(f, int64(c.left), 16)
+		f = append(f, "\r\n"...)
+	} else {
+		f = append(f, c.trailer(c.crc)...)
+		c.ended = true
+	}
+	c.frame = f
+}
+
+// trailer is the end of a body whose payload's CRC32 is sum: the last,
+// empty chunk and the trailer.
 func (c *crcTrailerBody) trailer(sum uint32) []byte {
 	var raw [4]byte
 	binary.BigEndian.PutUint32(raw[:], sum)
-	return []byte("\r\n0\r\n" + crcTrailerName + ":" + base64.StdEncoding.EncodeToString(raw[:]) + "\r\n\r\n")
+	return []byte("0\r\n" + crcTrailerName + ":" + base64.StdEncoding.EncodeToString(raw[:]) + "\r\n\r\n")
+}
+
+// passed records that p, the next payload bytes, were passed on.
+func (c *crcTrailerBody) passed(p []byte) {
+	c.crc = crc32.Update(c.crc, crc32.IEEETable, p)
+	c.pos += len(p)
+	c.left -= len(p)
+	if c.left == 0 {
+		c.nextFrame()
+	}
 }
 
 func (c *crcTrailerBody) Read(p []byte) (int, error) {
-	if len(c.head) > 0 {
-		n := copy(p, c.head)
-		c.head = c.head[n:]
+	if len(c.frame) > 0 {
+		n := copy(p, c.frame)
+		c.frame = c.frame[n:]
 		return n, nil
 	}
-	if !c.ended {
-		n, err := c.b.Read(p)
-		c.crc = crc32.Update(c.crc, crc32.IEEETable, p[:n])
-		switch {
-		case errors.Is(err, io.EOF):
-			c.ended, c.tail = true, c.trailer(c.crc)
-		case err != nil:
-			return n, err
-		}
-		if n > 0 {
-			return n, nil
-		}
-	}
-	if len(c.tail) == 0 {
+	if c.ended {
 		return 0, io.EOF
 	}
-	n := copy(p, c.tail)
-	c.tail = c.tail[n:]
-	return n, nil
+	n, err := c.b.Read(p[:min(len(p), c.left)])
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF // the part buffer ended before its length
+	}
+	c.passed(p[:n])
+	return n, err
 }
 
 var scratch = sync.Pool{New: func() any { b := make([]byte, tlsbatch.ChunkSize); return &b }}
@@ -97,30 +133,33 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, tlsbatch.ChunkSize);
 func (c *crcTrailerBody) WriteTo(w io.Writer) (int64, error) {
 	s, sealing := w.(tlsbatch.Sealer)
 	var total int64
-	if len(c.head) > 0 {
-		var err error
-		if sealing {
-			err = s.Seal(c.head) // sent with the first bytes of the payload
-		} else {
-			_, err = w.Write(c.head)
+	for {
+		if len(c.frame) > 0 {
+			var err error
+			if sealing && !c.ended {
+				err = s.Seal(c.frame) // sent with the payload after it
+			} else {
+				_, err = w.Write(c.frame)
+			}
+			if err != nil {
+				return total, err
+			}
+			total += int64(len(c.frame))
+			c.frame = nil
 		}
-		if err != nil {
-			return 0, err
+		if c.ended {
+			return total, nil
 		}
-		total += int64(len(c.head))
-		c.head = nil
-	}
-	for !c.ended {
-		p, err := c.b.lend(tlsbatch.ChunkSize)
+		p, err := c.b.lend(min(tlsbatch.ChunkSize, c.left))
 		if errors.Is(err, io.EOF) {
-			c.ended, c.tail = true, c.trailer(c.crc)
-			break
+			err = io.ErrUnexpectedEOF // the part buffer ended before its length
 		}
 		if err != nil {
 			return total, err
 		}
-		c.crc = crc32.Update(c.crc, crc32.IEEETable, p)
+		n := len(p)
 		if sealing {
+			c.passed(p)
 			err = s.Seal(p)
 			c.b.giveBack()
 			if err == nil {
@@ -128,24 +167,17 @@ func (c *crcTrailerBody) WriteTo(w io.Writer) (int64, error) {
 			}
 		} else {
 			bp := scratch.Get().(*[]byte)
-			n := copy(*bp, p)
+			q := (*bp)[:copy(*bp, p)]
 			c.b.giveBack()
-			_, err = w.Write((*bp)[:n])
+			c.passed(q)
+			_, err = w.Write(q)
 			scratch.Put(bp)
 		}
 		if err != nil {
 			return total, err
 		}
-		total += int64(len(p))
+		total += int64(n)
 	}
-	if len(c.tail) > 0 {
-		if _, err := w.Write(c.tail); err != nil {
-			return total, err
-		}
-		total += int64(len(c.tail))
-		c.tail = nil
-	}
-	return total, nil
 }
 
 // withCRCTrailer is the call option of a streamed UploadPart whose body is

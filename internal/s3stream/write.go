@@ -700,9 +700,9 @@ func (b *fillBody) lend(max int) ([]byte, error) {
 		}
 		// A small run waits for more (read here if the writer is not
 		// reading), so that the S3 connection sends full chunks
-		// (tlsbatch.ChunkSize) rather than every read's worth; after
-		// sendWait a trickling client's bytes go anyway.
-		if b.sent < limit && (limit-b.sent >= tlsbatch.ChunkSize || b.filled == len(b.buf) || time.Since(b.lastSend) >= sendWait) {
+		// (tlsbatch.ChunkSize, or max if less) rather than every read's
+		// worth; after sendWait a trickling client's bytes go anyway.
+		if b.sent < limit && (limit-b.sent >= min(max, tlsbatch.ChunkSize) || b.filled == len(b.buf) || time.Since(b.lastSend) >= sendWait) {
 			b.lent = min(max, limit-b.sent)
 			p := b.buf[b.sent : b.sent+b.lent]
 			b.mu.Unlock()
