@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tusgate/tusgate/test/testenv"
 )
 
 const MiB = 1 << 20
@@ -140,63 +138,47 @@ func TestKilledMidUploadThenResume(t *testing.T) {
 // test failed on the tempfile path in three runs out of three.)
 func TestKilledAnywhereThenResume(t *testing.T) {
 	const seed = 1
-	paths := []struct {
-		name  string
-		tls   bool
-		extra []string
-	}{
-		{"stream", true, nil},
-		{"buffer", false, nil},
-		{"tempfile", true, []string{"--s3-buffer-memory", "0"}},
-	}
-	for k, p := range paths {
-		t.Run(p.name, func(t *testing.T) {
-			s3 := testenv.StartS3(t, testenv.S3Options{TLS: p.tls})
-			s3.CreateBucket(t, testBucket)
-			dir := t.TempDir()
-			b := &backend{name: "s3", s3: s3, env: s3.Env(), dataDir: dir,
-				args: append([]string{"--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", dir}, p.extra...)}
-			g := b.start(t)
-			rng := rand.New(rand.NewPCG(seed, uint64(k)))
-			for i := range 9 {
-				data, sum := payload(int64(30*MiB+rng.IntN(8*MiB)), uint64(100+i))
-				size := int64(len(data))
-				chunk := size
-				if i%3 == 2 {
-					chunk = 3*MiB + 17
-				}
-				loc := create(t, g, size)
-				var kills []string
-				for off := int64(0); off < size; {
-					end := min(off+chunk, size)
-					if len(kills) == 3 || rng.IntN(4) == 0 {
-						if r := patch(t, loc, off, data[off:end]); r.Status != http.StatusNoContent {
-							t.Fatalf("upload %d, PATCH at %d: %d %s", i, off, r.Status, r.Body)
-						}
-						off = end
-						continue
-					}
-					at := off + rng.Int64N(end-off)
-					kills = append(kills, strconv.FormatInt(at, 10))
-					body := newCountingReader(bytes.NewReader(data[off:end]), at-off, false)
-					errc := make(chan error, 1)
-					go func() {
-						_, err := tryDo(t.Context(), "PATCH", loc, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", strconv.FormatInt(off, 10)), body, end-off)
-						errc <- err
-					}()
-					<-body.reached
-					g.Kill()
-					<-errc
-					g.Restart()
-					if off = headOffset(t, loc); off < 0 || off > at {
-						t.Fatalf("upload %d: offset %d after a kill with %s bytes sent", i, off, kills[len(kills)-1])
-					}
-				}
-				t.Logf("upload %d: %d bytes in PATCHes of %d, killed with %v bytes sent", i, size, chunk, kills)
-				b.assertStored(t, loc, sum, size)
+	eachWritePath(t, func(t *testing.T, k int, _ string, b *backend) {
+		g := b.start(t)
+		rng := rand.New(rand.NewPCG(seed, uint64(k)))
+		for i := range 9 {
+			data, sum := payload(int64(30*MiB+rng.IntN(8*MiB)), uint64(100+i))
+			size := int64(len(data))
+			chunk := size
+			if i%3 == 2 {
+				chunk = 3*MiB + 17
 			}
-		})
-	}
+			loc := create(t, g, size)
+			var kills []string
+			for off := int64(0); off < size; {
+				end := min(off+chunk, size)
+				if len(kills) == 3 || rng.IntN(4) == 0 {
+					if r := patch(t, loc, off, data[off:end]); r.Status != http.StatusNoContent {
+						t.Fatalf("upload %d, PATCH at %d: %d %s", i, off, r.Status, r.Body)
+					}
+					off = end
+					continue
+				}
+				at := off + rng.Int64N(end-off)
+				kills = append(kills, strconv.FormatInt(at, 10))
+				body := newCountingReader(bytes.NewReader(data[off:end]), at-off, false)
+				errc := make(chan error, 1)
+				go func() {
+					_, err := tryDo(t.Context(), "PATCH", loc, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", strconv.FormatInt(off, 10)), body, end-off)
+					errc <- err
+				}()
+				<-body.reached
+				g.Kill()
+				<-errc
+				g.Restart()
+				if off = headOffset(t, loc); off < 0 || off > at {
+					t.Fatalf("upload %d: offset %d after a kill with %s bytes sent", i, off, kills[len(kills)-1])
+				}
+			}
+			t.Logf("upload %d: %d bytes in PATCHes of %d, killed with %v bytes sent", i, size, chunk, kills)
+			b.assertStored(t, loc, sum, size)
+		}
+	})
 }
 
 func TestTerminate(t *testing.T) {

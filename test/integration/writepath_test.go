@@ -16,82 +16,92 @@ import (
 	"github.com/tusgate/tusgate/test/testenv"
 )
 
-// The three ways a PATCH body reaches S3 (internal/s3stream): streamed into
-// parts as it arrives (S3 over HTTPS), read into memory part by part (plain
-// HTTP), or through tusd's temp files (when part buffers are spent). Each
-// must store every byte a client sent, also when the client disconnects in
-// the middle of a part.
-func TestWritePaths(t *testing.T) {
-	data, sum := payload(23*MiB+7, 31)
-	cases := []struct {
-		path  string
-		tls   bool
-		extra []string
-	}{
-		{"stream", true, nil},
-		{"buffer", false, nil},
-		{"tempfile", true, []string{"--s3-buffer-memory", "0"}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.path, func(t *testing.T) {
-			s3 := testenv.StartS3(t, testenv.S3Options{TLS: tc.tls})
+// writePaths are the three ways a PATCH body reaches S3 (internal/s3stream),
+// and what makes tusgate take each: streamed into parts as it arrives (S3
+// over HTTPS), read into memory part by part (plain HTTP), or through tusd's
+// temp files (when part buffers are spent).
+var writePaths = []struct {
+	name  string
+	tls   bool
+	extra []string
+}{
+	{"stream", true, nil},
+	{"buffer", false, nil},
+	{"tempfile", true, []string{"--s3-buffer-memory", "0"}},
+}
+
+// eachWritePath runs f as a subtest for each write path (i is its index in
+// writePaths), with a backend of 5 MiB parts on a versitygw of its own.
+func eachWritePath(t *testing.T, f func(t *testing.T, i int, path string, b *backend)) {
+	for i, p := range writePaths {
+		t.Run(p.name, func(t *testing.T) {
+			s3 := testenv.StartS3(t, testenv.S3Options{TLS: p.tls})
 			s3.CreateBucket(t, testBucket)
-			b := &backend{name: "s3", s3: s3, env: s3.Env(), dataDir: t.TempDir()}
-			b.args = append([]string{"--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", b.dataDir}, tc.extra...)
-			g := b.start(t)
-
-			// One PATCH: four full parts and a last one of 3 MiB + 7.
-			whole := create(t, g, int64(len(data)))
-			if r := patch(t, whole, 0, data); r.Status != http.StatusNoContent || r.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
-				t.Fatalf("PATCH: %d offset %q %s", r.Status, r.Header.Get("Upload-Offset"), r.Body)
-			}
-			b.assertStored(t, whole, sum, int64(len(data)))
-
-			// Small PATCHes (tails below the minimum part size), then one
-			// cut mid-part by the client: every byte it sent is kept.
-			loc := create(t, g, int64(len(data)))
-			off := 0
-			for _, n := range []int{3 * MiB, 1, 3*MiB - 1, 4 * MiB} {
-				if r := patch(t, loc, int64(off), data[off:off+n]); r.Status != http.StatusNoContent {
-					t.Fatalf("PATCH at %d: %d %s", off, r.Status, r.Body)
-				}
-				off += n
-				if got := headOffset(t, loc); got != int64(off) {
-					t.Fatalf("offset after PATCH = %d, want %d", got, off)
-				}
-			}
-			sent := 7*MiB + 5 // the rest of a part, a full one and 5 bytes more
-			if status := cutPatch(t, loc, int64(off), data[off:], sent); status < 400 {
-				t.Fatalf("cut PATCH answered %d", status)
-			}
-			off += sent
-			if got := headOffset(t, loc); got != int64(off) {
-				t.Fatalf("offset after the client disconnected = %d, want every byte it sent: %d", got, off)
-			}
-			if r := patch(t, loc, int64(off), data[off:]); r.Status != http.StatusNoContent {
-				t.Fatalf("resume PATCH: %d %s", r.Status, r.Body)
-			}
-			b.assertStored(t, loc, sum, int64(len(data)))
-
-			m := scrapeMetrics(t, g)
-			for _, p := range []string{"stream", "buffer", "tempfile"} {
-				n := m[`tusgate_s3_writes_total{path="`+p+`"}`]
-				if (p == tc.path) != (n > 0) {
-					t.Errorf("writes by path %s = %v; every write should take the %s path", p, n, tc.path)
-				}
-			}
-			switch tc.path {
-			case "stream":
-				if m[`tusgate_s3_parts_total{how="streamed"}`] < 5 || m[`tusgate_s3_parts_total{how="tail"}`] < 2 {
-					t.Errorf("parts: %v", m)
-				}
-			case "buffer":
-				if m[`tusgate_s3_parts_total{how="buffered"}`] < 5 || m[`tusgate_s3_parts_total{how="streamed"}`] != 0 {
-					t.Errorf("parts: %v", m)
-				}
-			}
+			dir := t.TempDir()
+			f(t, i, p.name, &backend{name: "s3", s3: s3, env: s3.Env(), dataDir: dir,
+				args: append([]string{"--s3-bucket", testBucket, "--s3-part-size", "5MiB", "--data-dir", dir}, p.extra...)})
 		})
 	}
+}
+
+// Each write path must store every byte a client sent, also when the client
+// disconnects in the middle of a part.
+func TestWritePaths(t *testing.T) {
+	data, sum := payload(23*MiB+7, 31)
+	eachWritePath(t, func(t *testing.T, _ int, path string, b *backend) {
+		g := b.start(t)
+
+		// One PATCH: four full parts and a last one of 3 MiB + 7.
+		whole := create(t, g, int64(len(data)))
+		if r := patch(t, whole, 0, data); r.Status != http.StatusNoContent || r.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+			t.Fatalf("PATCH: %d offset %q %s", r.Status, r.Header.Get("Upload-Offset"), r.Body)
+		}
+		b.assertStored(t, whole, sum, int64(len(data)))
+
+		// Small PATCHes (tails below the minimum part size), then one
+		// cut mid-part by the client: every byte it sent is kept.
+		loc := create(t, g, int64(len(data)))
+		off := 0
+		for _, n := range []int{3 * MiB, 1, 3*MiB - 1, 4 * MiB} {
+			if r := patch(t, loc, int64(off), data[off:off+n]); r.Status != http.StatusNoContent {
+				t.Fatalf("PATCH at %d: %d %s", off, r.Status, r.Body)
+			}
+			off += n
+			if got := headOffset(t, loc); got != int64(off) {
+				t.Fatalf("offset after PATCH = %d, want %d", got, off)
+			}
+		}
+		sent := 7*MiB + 5 // the rest of a part, a full one and 5 bytes more
+		if status := cutPatch(t, loc, int64(off), data[off:], sent); status < 400 {
+			t.Fatalf("cut PATCH answered %d", status)
+		}
+		off += sent
+		if got := headOffset(t, loc); got != int64(off) {
+			t.Fatalf("offset after the client disconnected = %d, want every byte it sent: %d", got, off)
+		}
+		if r := patch(t, loc, int64(off), data[off:]); r.Status != http.StatusNoContent {
+			t.Fatalf("resume PATCH: %d %s", r.Status, r.Body)
+		}
+		b.assertStored(t, loc, sum, int64(len(data)))
+
+		m := scrapeMetrics(t, g)
+		for _, p := range writePaths {
+			n := m[`tusgate_s3_writes_total{path="`+p.name+`"}`]
+			if (p.name == path) != (n > 0) {
+				t.Errorf("writes by path %s = %v; every write should take the %s path", p.name, n, path)
+			}
+		}
+		switch path {
+		case "stream":
+			if m[`tusgate_s3_parts_total{how="streamed"}`] < 5 || m[`tusgate_s3_parts_total{how="tail"}`] < 2 {
+				t.Errorf("parts: %v", m)
+			}
+		case "buffer":
+			if m[`tusgate_s3_parts_total{how="buffered"}`] < 5 || m[`tusgate_s3_parts_total{how="streamed"}`] != 0 {
+				t.Errorf("parts: %v", m)
+			}
+		}
+	})
 }
 
 // uploadThroughFaultyS3 uploads data (SHA-256 sum) with one PATCH through
