@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Upload benchmark on this machine: tusgate vs stock tusd v2.9.1 vs direct S3
 # multipart uploads, all into the same versitygw served over HTTPS on
-# 127.0.0.1 (throw-away CA, AWS_CA_BUNDLE; or plain HTTP, BENCH_S3_HTTP=1),
-# A/B interleaved, medians of
-# BENCH_REPEAT runs. Prints a Markdown report and keeps a copy (with the raw
-# JSON results) in .cache/bench/.
+# 127.0.0.1 (throw-away CA, AWS_CA_BUNDLE; or plain HTTP with
+# BENCH_S3_HTTP=1), A/B interleaved, medians of BENCH_REPEAT runs. Prints a
+# Markdown report and keeps a copy (with the raw JSON results) in
+# .cache/bench/.
 #
 #   bash scripts/bench.sh                      # everything (about 6–10 minutes on 2 cores)
 #   BENCH_SIZE=256MiB BENCH_REPEAT=1 bash scripts/bench.sh   # quick look
