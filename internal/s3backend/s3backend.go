@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -140,8 +141,11 @@ func tuneTransport(c aws.HTTPClient) aws.HTTPClient {
 	if !ok {
 		return c
 	}
+	// On the dialer, not by wrapping DialContext: s3.NewFromConfig replaces
+	// the transport's DialContext with that of a copy of the dialer (for
+	// any defaults mode but legacy), which keeps Control.
+	bc = bc.WithDialerOptions(func(d *net.Dialer) { d.Control = resetOnClose(d.Control) })
 	return bc.WithTransportOptions(func(tr *http.Transport) {
-		tr.DialContext = resetOnClose(tr.DialContext)
 		d := &tlsbatch.Dialer{Config: tr.TLSClientConfig, DialContext: tr.DialContext, HandshakeTimeout: tr.TLSHandshakeTimeout}
 		tr.DialTLSContext = d.DialTLSContext
 		tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, idleConnsPerHost)
@@ -151,9 +155,10 @@ func tuneTransport(c aws.HTTPClient) aws.HTTPClient {
 	})
 }
 
-// resetOnClose wraps dial so that S3 connections end with a TCP reset, not
-// a FIN, when they are closed: by tusgate when a part's body is cut off,
-// and by the kernel when tusgate is killed.
+// resetOnClose makes the dialer's sockets end with a TCP reset, not a FIN,
+// when they are closed: by tusgate when a part's body is cut off, and by
+// the kernel when tusgate is killed (SO_LINGER with a zero timeout, set
+// after control, the dialer's own Control if any).
 //
 // A part streams to S3 over a connection that may end in the middle of the
 // part. After a FIN at a TLS record boundary (or a close_notify, which
@@ -162,20 +167,19 @@ func tuneTransport(c aws.HTTPClient) aws.HTTPClient {
 // to its declared length: a resumed upload kept the zeros
 // (TestKilledMidUploadThenResume failed about one run in ten). A reset is
 // an error to every server, which then drops the part. Closing an idle
-// connection this way costs S3 nothing but a log line.
-func resetOnClose(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dial(ctx, network, addr)
-		if tc, ok := c.(*net.TCPConn); ok && err == nil {
-			if lerr := tc.SetLinger(0); lerr != nil {
-				c.Close()
-				return nil, fmt.Errorf("setting SO_LINGER on the S3 connection: %w", lerr)
+// connection this way costs S3 nothing but a log line. Connections through
+// an HTTP proxy (HTTPS_PROXY) reset only the hop to the proxy.
+func resetOnClose(control func(network, address string, c syscall.RawConn) error) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if control != nil {
+			if err := control(network, address, c); err != nil {
+				return err
 			}
 		}
-		return c, err
+		if err := setLingerZero(c); err != nil {
+			return fmt.Errorf("setting SO_LINGER on the S3 connection: %w", err)
+		}
+		return nil
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 )
@@ -97,10 +98,15 @@ var errClientGone = errors.New("the client went away")
 // HTTPS and plain HTTP: the server's read fails, and never sees a clean
 // end of the stream, which S3 servers have taken for a complete (short)
 // part. The same holds when the kernel closes the socket of a killed
-// process.
+// process, and after the SDK replaced the transport's dialer, as
+// s3.NewFromConfig does for any defaults mode but legacy.
 func TestCutBodyEndsWithReset(t *testing.T) {
-	for _, https := range []bool{true, false} {
-		t.Run(map[bool]string{true: "https", false: "http"}[https], func(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		https, redialed bool
+	}{{"https", true, false}, {"http", false, false}, {"https, dialer replaced", true, true}, {"http, dialer replaced", false, true}} {
+		https := tc.https
+		t.Run(tc.name, func(t *testing.T) {
 			got := make(chan error, 1)
 			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				n, err := io.Copy(io.Discard, r.Body)
@@ -117,6 +123,9 @@ func TestCutBodyEndsWithReset(t *testing.T) {
 			}
 			defer srv.Close()
 			c := tuneTransport(base)
+			if tc.redialed {
+				c = c.(*awshttp.BuildableClient).WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second })
+			}
 			const sent = 100 << 10
 			body := io.MultiReader(bytes.NewReader(make([]byte, sent)), iotest.ErrReader(errClientGone))
 			req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
