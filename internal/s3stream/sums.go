@@ -3,8 +3,6 @@ package s3stream
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -73,9 +71,7 @@ func (m partSumsMiddleware) HandleFinalize(ctx context.Context, in middleware.Fi
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: unexpected request type %T", in.Request)
 	}
 	if m.crc {
-		var raw [4]byte
-		binary.BigEndian.PutUint32(raw[:], m.s.crc)
-		req.Header.Set("X-Amz-Checksum-Crc32", base64.StdEncoding.EncodeToString(raw[:]))
+		req.Header.Set("X-Amz-Checksum-Crc32", crc32Value(m.s.crc))
 	}
 	return next.HandleFinalize(v4.SetPayloadHash(ctx, hex.EncodeToString(m.s.sha.Sum(nil))), in)
 }

@@ -92,9 +92,15 @@ func (c *crcTrailerBody) nextFrame() {
 // trailer is the end of a body whose payload's CRC32 is sum: the last,
 // empty chunk and the trailer.
 func (c *crcTrailerBody) trailer(sum uint32) []byte {
+	return []byte("0\r\n" + crcTrailerName + ":" + crc32Value(sum) + "\r\n\r\n")
+}
+
+// crc32Value is how S3 writes a CRC32 checksum: its four bytes, big-endian,
+// in base64.
+func crc32Value(sum uint32) string {
 	var raw [4]byte
 	binary.BigEndian.PutUint32(raw[:], sum)
-	return []byte("0\r\n" + crcTrailerName + ":" + base64.StdEncoding.EncodeToString(raw[:]) + "\r\n\r\n")
+	return base64.StdEncoding.EncodeToString(raw[:])
 }
 
 // passed records that p, the next payload bytes, were passed on.
