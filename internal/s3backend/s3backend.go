@@ -111,6 +111,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		// HTTP it must hash the payload before sending.
 		Stream:   endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
 		Parallel: s.ParallelParts,
+		MaxSize:  cfg.MaxSize,
 		Buffers:  s3stream.NewBuffers(s.BufferMemory),
 		Log:      log,
 	}

@@ -30,6 +30,9 @@ type Buffers struct {
 	freed     chan struct{} // closed by the next Put while waiters > 0
 	free      map[int][][]byte
 	onWait    func() // tests: called when a GetWait starts waiting
+
+	windows     int // windows handed out
+	idleWindows [][]byte
 }
 
 // firstWait is how long GetWait waits for extra buffers to come back.
@@ -181,6 +184,57 @@ func (b *Buffers) put(buf []byte, extra bool) {
 		close(b.freed)
 		b.freed = nil
 	}
+}
+
+// Limit is the budget's size in bytes.
+func (b *Buffers) Limit() int64 { return b.limit }
+
+// windowSize is the size of a window (see writer.writeWindow): twice the
+// S3 connection's batch (tlsbatch.ChunkSize), so that one batch can arrive
+// while the one before is sent.
+const windowSize = 256 << 10
+
+// maxIdleWindows bounds the windows kept for reuse.
+const maxIdleWindows = 64
+
+// GetWindow returns a window. Windows are small and come from outside the
+// budget: a write that gets no part buffer still needs one, so memory grows
+// by windowSize per write in flight beyond the budget. Return it with
+// PutWindow.
+func (b *Buffers) GetWindow() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.windows++
+	if n := len(b.idleWindows); n > 0 {
+		w := b.idleWindows[n-1]
+		b.idleWindows = b.idleWindows[:n-1]
+		return w
+	}
+	if w := allocBuffer(windowSize); w != nil {
+		return w
+	}
+	return make([]byte, windowSize, windowSize+1) // PutWindow leaves it to the GC
+}
+
+// PutWindow returns a window from GetWindow.
+func (b *Buffers) PutWindow(w []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.windows--
+	if len(b.idleWindows) < maxIdleWindows {
+		b.idleWindows = append(b.idleWindows, w)
+		return
+	}
+	if cap(w) == windowSize {
+		freeBuffer(w)
+	}
+}
+
+// Windows reports the windows handed out and not yet returned.
+func (b *Buffers) Windows() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.windows
 }
 
 // InUse reports the bytes handed out and not yet returned.

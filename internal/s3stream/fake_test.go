@@ -54,8 +54,15 @@ type fakeS3 struct {
 	// and key; an error fails the operation before it has any effect.
 	failOp func(op, key string) error
 
+	// opsLeft, when not negative, is how many more operations the fake
+	// serves before it acts as if the process using it died: every later
+	// operation fails without effect, and an UploadPart whose body was
+	// still being read when that happened stores nothing (see killAfter).
+	opsLeft int
+
 	mu        sync.Mutex
 	objects   map[string][]byte
+	meta      map[string]map[string]string // user metadata of objects
 	uploads   map[string]*fakeMultipart
 	completed map[string][]int64 // key: sizes of the parts it was completed from
 	nextID    int
@@ -92,7 +99,9 @@ func newFakeS3(bucket string) *fakeS3 {
 		bucket:    bucket,
 		minPart:   5 << 20,
 		pageSize:  1000,
+		opsLeft:   -1,
 		objects:   map[string][]byte{},
+		meta:      map[string]map[string]string{},
 		uploads:   map[string]*fakeMultipart{},
 		completed: map[string][]int64{},
 		ops:       map[string]int{},
@@ -113,6 +122,9 @@ func etagOf(b []byte) string {
 // must be called with f.mu held.
 func (f *fakeS3) begin(op string, bucket *string, key string) error {
 	f.ops[op]++
+	if err := f.spend(); err != nil {
+		return err
+	}
 	if aws.ToString(bucket) != f.bucket {
 		return &types.NoSuchBucket{Message: aws.String(aws.ToString(bucket))}
 	}
@@ -122,6 +134,28 @@ func (f *fakeS3) begin(op string, bucket *string, key string) error {
 		}
 	}
 	return nil
+}
+
+var errDied = errors.New("fake s3: the process died")
+
+// spend counts one operation against opsLeft. It must be called with f.mu
+// held.
+func (f *fakeS3) spend() error {
+	switch {
+	case f.opsLeft == 0:
+		return errDied
+	case f.opsLeft > 0:
+		f.opsLeft--
+	}
+	return nil
+}
+
+// killAfter lets n more operations through, then fails every operation
+// as if the process died (n < 0: never).
+func (f *fakeS3) killAfter(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opsLeft = n
 }
 
 // readBody reads a request body as net/http sends it: exactly length bytes
@@ -173,8 +207,9 @@ func (f *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ..
 	call.attempt = f.attempts[id+"/"+strconv.Itoa(int(num))]
 	mp := f.uploads[id]
 	abort, fail, begin := f.abortUploadPart, f.failUploadPart, f.beginUploadPart
-	var err error
+	err := f.spend()
 	switch {
+	case err != nil:
 	case aws.ToString(in.Bucket) != f.bucket:
 		err = &types.NoSuchBucket{}
 	case mp == nil || mp.key != key:
@@ -204,6 +239,9 @@ func (f *fakeS3) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ..
 	f.mu.Lock()
 	if err == nil && f.uploads[id] != mp {
 		err = &types.NoSuchUpload{Message: aws.String(id)}
+	}
+	if err == nil && f.opsLeft == 0 {
+		err = errDied // killed while the body was on its way
 	}
 	call.err = err
 	f.partCalls = append(f.partCalls, call)
@@ -279,7 +317,11 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...f
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.opsLeft == 0 {
+		return nil, errDied // killed while the body was on its way
+	}
 	f.objects[key] = data
+	f.meta[key] = maps.Clone(in.Metadata)
 	return &s3.PutObjectOutput{ETag: aws.String(etagOf(data))}, nil
 }
 
@@ -299,6 +341,7 @@ func (f *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...f
 		Body:          io.NopCloser(bytes.NewReader(data)),
 		ContentLength: aws.Int64(int64(len(data))),
 		ETag:          aws.String(etagOf(data)),
+		Metadata:      maps.Clone(f.meta[key]),
 	}, nil
 }
 
@@ -313,7 +356,7 @@ func (f *fakeS3) HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ..
 	if !ok {
 		return nil, &types.NotFound{Message: aws.String(key)}
 	}
-	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(data))), ETag: aws.String(etagOf(data))}, nil
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(int64(len(data))), ETag: aws.String(etagOf(data)), Metadata: maps.Clone(f.meta[key])}, nil
 }
 
 func (f *fakeS3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
@@ -324,6 +367,7 @@ func (f *fakeS3) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opt
 		return nil, err
 	}
 	delete(f.objects, key)
+	delete(f.meta, key)
 	return &s3.DeleteObjectOutput{}, nil
 }
 
@@ -336,6 +380,7 @@ func (f *fakeS3) DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, o
 	out := &s3.DeleteObjectsOutput{}
 	for _, o := range in.Delete.Objects {
 		delete(f.objects, aws.ToString(o.Key))
+		delete(f.meta, aws.ToString(o.Key))
 		out.Deleted = append(out.Deleted, types.DeletedObject{Key: o.Key})
 	}
 	return out, nil
@@ -403,6 +448,7 @@ func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 		sizes = append(sizes, int64(len(data)))
 	}
 	f.objects[key] = obj
+	f.meta[key] = nil
 	f.completed[key] = sizes
 	delete(f.uploads, id)
 	return &s3.CompleteMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key, ETag: aws.String(etagOf(obj))}, nil
@@ -499,14 +545,20 @@ func (f *fakeS3) completedParts(key string) []int64 {
 }
 
 // held is how many bytes of the upload at key S3 holds: its parts and its
-// .part tail, or the completed object.
+// .part tail if that starts where they end, or the completed object.
 func (f *fakeS3) held(key string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if mp := f.upload(key); mp != nil {
-		n := int64(len(f.objects[key+".part"]))
+		n := int64(0)
 		for _, p := range mp.parts {
 			n += int64(len(p))
+		}
+		if tail, ok := f.objects[key+".part"]; ok {
+			start, known, _ := tailStart(f.meta[key+".part"])
+			if !known || start == n {
+				n += int64(len(tail))
+			}
 		}
 		return n
 	}
@@ -628,9 +680,4 @@ func TestFakeS3(t *testing.T) {
 	if _, err := f.HeadObject(ctx, &s3.HeadObjectInput{Bucket: b, Key: aws.String("missing")}); !errors.As(err, &notFound) {
 		t.Errorf("HeadObject of a missing key: %v", err)
 	}
-}
-
-func isNoSuchUpload(err error) bool {
-	var e *types.NoSuchUpload
-	return errors.As(err, &e)
 }

@@ -1,39 +1,56 @@
-// Package s3stream writes tus request bodies into S3 parts without tusd's
-// detour through temp files.
+// Package s3stream is tusgate's S3 data store: tusd's s3store with its own
+// write path, offset and completion.
 //
 // tusd's s3store copies every byte of a PATCH into a temp file and reads it
 // back to send it to S3: two extra kernel copies and page-cache churn that
-// took about 40 % of the gateway's CPU in profiles (docs/benchmarks.md). This
-// store takes over WriteChunk and FinishUpload and hands everything else to
-// s3store, with the same objects: <key> multipart upload, <key>.info and the
-// <key>.part tail, so either store can continue an upload the other began.
+// took about 40 % of the gateway's CPU in profiles (docs/benchmarks.md). And
+// it reads and deletes the .part tail before its bytes are stored again, so
+// a failure in between loses bytes a client was told are stored. This store
+// takes over GetInfo, WriteChunk, DeclareLength and FinishUpload and hands
+// everything else to s3store, with the same objects: <key> multipart upload,
+// <key>.info and the <key>.part tail.
 //
-// The request body is read into part-sized buffers, and each part goes to
-// S3 while it fills: over HTTPS its UploadPart streams the buffer as it
-// fills, as an unseekable body with a CRC32 trailer that S3 checks. Nothing
-// is lost when a stream stops short: if the client disconnects mid-part, S3
-// has rejected the truncated part, and the bytes received are stored from
-// the buffer (as a part, or as the .part tail when too small); if S3 fails
-// mid-part, the part is sent again from the buffer once it is complete,
-// with the SDK's retries. Over plain HTTP the request must be signed with
-// the payload's SHA-256, so each part is sent once it is complete, with the
-// SHA-256 and CRC32 summed while it filled (partSums). Either way a part's
-// last byte waits until the part before is stored. While the budget has room, up to Parallel parts of a write are on their
-// way at once, so that a single S3 connection does not cap an upload's
-// speed.
+// Offsets. An upload's offset is the size of its parts plus its tail. A
+// tail records where it starts and is kept until a part holds its bytes;
+// from then on it is stale and does not count (see state). Every byte a
+// write acknowledged is therefore in a part or in a counting tail, whatever
+// request fails and wherever the process dies, and none counts twice.
 //
-// Memory is bounded by Buffers: a write that cannot get its first buffer
-// (after waiting at most a second for other writes' extra buffers) falls
-// back to s3store's temp files.
+// Part sizes come from one plan (see plan) that fits every upload up to
+// MaxSize into S3's 10,000 parts, whether its length is known at creation,
+// declared late, or never until the end.
+//
+// Writes. A write whose first part fits into the buffer budget (Buffers)
+// reads the request body into part-sized buffers, and each part goes to S3
+// while it fills: over HTTPS its UploadPart streams the buffer as it fills,
+// as an unseekable body with a CRC32 trailer that S3 checks; over plain
+// HTTP the request is signed with the payload's SHA-256, so each part is
+// sent once it is complete, with the SHA-256 and CRC32 summed while it
+// filled (partSums). The buffer keeps what a client sent: if the client
+// disconnects mid-part, S3 has rejected the truncated part, and the bytes
+// received are stored from the buffer (as a part, or as the tail); if S3
+// fails mid-part, the part is sent again from the buffer. A part's last
+// byte waits until the part before is stored, so up to Parallel parts of a
+// write travel side by side without S3 ever holding a part past a gap.
+//
+// A write that finds the budget spent, or parts larger than it, streams
+// each part from the request body through a small window (see writeWindow):
+// one part at a time, with the same CRC32 trailer, and memory per write of
+// one window. A client that disconnects mid-part, or an S3 failure mid-part,
+// then costs that part: the offset stays at the last stored part and the
+// client sends those bytes again. A body of unknown length (chunked) needs
+// a part buffer, and waits for one.
 package s3stream
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -47,6 +64,7 @@ type API interface {
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
@@ -57,27 +75,37 @@ type PartUploader interface {
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 }
 
-// Store is a tusd data store: s3store with this package's write path.
+// Store is a tusd data store: s3store with this package's offsets, writes
+// and completion.
 type Store struct {
-	// Inner does everything but writing and completing.
+	// Inner creates, terminates, concatenates and serves uploads. Its part
+	// sizes (PreferredPartSize, MinPartSize, MaxPartSize,
+	// MaxMultipartParts, MaxObjectSize) are this store's too.
 	Inner s3store.S3Store
-	// Objects lists parts (with s3backend's repairs), stores .part tails
-	// (with the configured encryption) and completes uploads.
+	// Objects reads uploads (listing parts with s3backend's repairs),
+	// stores tails (with the configured encryption) and completes uploads.
 	Objects API
 	// Parts sends parts. It should not be s3backend's guarded client: a
 	// streamed attempt that fails when the client disconnects must not
 	// count as a failed part there (the salvage after it is fine).
 	Parts PartUploader
-	// Stream sends parts while they arrive (S3 over HTTPS). Otherwise each
-	// part is read into memory first (plain HTTP: the request is signed
-	// with the payload's SHA-256).
+	// Stream sends buffered parts while they arrive (S3 over HTTPS).
+	// Otherwise each buffered part is read into memory first (plain HTTP:
+	// the request is signed with the payload's SHA-256).
 	Stream bool
-	// Parallel is the most parts of one write on their way to S3 at once,
-	// each in its own buffer (at least 1).
+	// Parallel is the most parts of one buffered write on their way to S3
+	// at once, each in its own buffer (at least 1).
 	Parallel int
-	Buffers  *Buffers
-	Metrics  *Metrics // may be nil
-	Log      *slog.Logger
+	// MaxSize is the most bytes an upload may hold (the server's
+	// --max-size); 0: s3store's MaxObjectSize. Uploads of unknown length
+	// are planned to reach it.
+	MaxSize int64
+	Buffers *Buffers
+	Metrics *Metrics // may be nil
+	Log     *slog.Logger
+
+	bandOnce      sync.Once
+	bandBaseValue int64
 }
 
 // UseIn sets the store as the core of composer with all of s3store's
@@ -96,16 +124,20 @@ func (s *Store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if err != nil {
 		return nil, err
 	}
-	return &upload{s: s, inner: inner}, nil
+	created, err := inner.GetInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &upload{s: s, id: created.ID, st: &state{info: created}}, nil
 }
 
 // GetUpload returns the upload; nothing is read from S3 yet.
 func (s *Store) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
-	inner, err := s.Inner.GetUpload(ctx, id)
-	if err != nil {
+	// s3store checks the ID's form.
+	if _, err := s.Inner.GetUpload(ctx, id); err != nil {
 		return nil, err
 	}
-	return &upload{s: s, inner: inner}, nil
+	return &upload{s: s, id: id}, nil
 }
 
 // AsTerminatableUpload implements handler.TerminaterDataStore.
@@ -128,48 +160,87 @@ func (s *Store) AsServableUpload(u handler.Upload) handler.ServableUpload {
 	return u.(*upload)
 }
 
-// upload is an s3store upload whose writes and completion this package does.
+// upload is one upload of the store.
 type upload struct {
-	s     *Store
-	inner handler.Upload
-	// stored is what this package wrote and knows to be in S3, once it has
-	// written; s3store's cached view of the upload is stale from then on,
-	// so inner is replaced by a fresh one.
-	stored *state
+	s  *Store
+	id string
+	// st is the upload as stored, once read or written; nil: read it from
+	// S3 on next use.
+	st *state
 }
 
-// state is an upload as stored in S3.
-type state struct {
-	info       handler.FileInfo
-	parts      []types.CompletedPart
-	partsSize  int64
-	incomplete int64 // size of the .part tail
+// state returns the upload as stored, reading it from S3 if not known.
+func (u *upload) state(ctx context.Context) (state, error) {
+	if u.st == nil {
+		st, err := u.s.fetchState(ctx, u.id)
+		if err != nil {
+			return st, err
+		}
+		u.st = &st
+	}
+	return u.st.clone(), nil
+}
+
+// inner is s3store's view of the upload, read anew from S3 when it needs to.
+func (u *upload) inner(ctx context.Context) (handler.Upload, error) {
+	return u.s.Inner.GetUpload(ctx, u.id)
 }
 
 func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
-	if u.stored != nil {
-		return u.stored.info, nil
-	}
-	return u.inner.GetInfo(ctx)
+	st, err := u.state(ctx)
+	st.info.Offset = st.offset()
+	return st.info, err
 }
 
 func (u *upload) GetReader(ctx context.Context) (io.ReadCloser, error) {
-	return u.inner.GetReader(ctx)
+	inner, err := u.inner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inner.GetReader(ctx)
 }
 
 func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	return u.s.Inner.AsServableUpload(u.inner).ServeContent(ctx, w, r)
+	inner, err := u.inner(ctx)
+	if err != nil {
+		return err
+	}
+	return u.s.Inner.AsServableUpload(inner).ServeContent(ctx, w, r)
 }
 
 func (u *upload) Terminate(ctx context.Context) error {
-	return u.s.Inner.AsTerminatableUpload(u.inner).Terminate(ctx)
-}
-
-func (u *upload) DeclareLength(ctx context.Context, length int64) error {
-	if err := u.forgetState(ctx); err != nil {
+	inner, err := u.inner(ctx)
+	if err != nil {
 		return err
 	}
-	return u.s.Inner.AsLengthDeclarableUpload(u.inner).DeclareLength(ctx, length)
+	u.st = nil
+	return u.s.Inner.AsTerminatableUpload(inner).Terminate(ctx)
+}
+
+// DeclareLength records the upload's length in its .info, as s3store does
+// (without s3store's reading of the whole upload first).
+func (u *upload) DeclareLength(ctx context.Context, length int64) error {
+	st, err := u.state(ctx)
+	if err != nil {
+		return err
+	}
+	info := st.info
+	info.Size, info.SizeIsDeferred = length, false
+	body, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("s3stream: encoding the info of %s: %w", u.id, err)
+	}
+	objectID, _ := splitID(u.id)
+	_, err = u.s.Objects.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(u.s.key(objectID) + ".info"),
+		Body: strings.NewReader(string(body)), ContentLength: aws.Int64(int64(len(body))),
+	})
+	if err != nil {
+		u.st = nil
+		return fmt.Errorf("s3stream: declaring the length of %s: %w", objectID, err)
+	}
+	u.st.info = info
+	return nil
 }
 
 func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
@@ -179,73 +250,56 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		if !ok {
 			return fmt.Errorf("s3stream: concatenating an upload of another store (%T)", p)
 		}
-		if err := w.forgetState(ctx); err != nil {
+		var err error
+		if inner[i], err = w.inner(ctx); err != nil {
 			return err
 		}
-		inner[i] = w.inner
 	}
-	if err := u.forgetState(ctx); err != nil {
+	final, err := u.inner(ctx)
+	if err != nil {
 		return err
 	}
-	return u.s.Inner.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
+	u.st = nil
+	return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
 }
 
-// forgetState hands the upload back to s3store, which reads it from S3 anew.
-func (u *upload) forgetState(ctx context.Context) error {
-	if u.stored == nil {
+// FinishUpload completes the multipart upload. A tail left by the last
+// write becomes the last part first: with a length declared after the
+// bytes (Upload-Defer-Length, or the IETF draft's Upload-Complete), the last
+// bytes may sit there, and s3store would complete without them.
+func (u *upload) FinishUpload(ctx context.Context) error {
+	st, err := u.state(ctx)
+	if err != nil {
+		return err
+	}
+	if st.completed {
 		return nil
 	}
-	fresh, err := u.s.Inner.GetUpload(ctx, u.stored.info.ID)
-	if err != nil {
-		return err
+	objectID, multipartID := splitID(u.id)
+	if st.info.SizeIsDeferred || st.offset() != st.info.Size {
+		return fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size)
 	}
-	u.inner, u.stored = fresh, nil
-	return nil
-}
-
-// FinishUpload completes the multipart upload. A .part tail left by the
-// last write becomes the last part first: with a length declared after
-// the bytes (Upload-Defer-Length, or the IETF draft's Upload-Complete), the
-// last bytes may sit there, and s3store would complete without them.
-func (u *upload) FinishUpload(ctx context.Context) error {
-	info, err := u.GetInfo(ctx)
-	if err != nil {
-		return err
-	}
-	st, err := u.current(ctx, info)
-	if err != nil {
-		return err
-	}
-	if len(st.parts) == 0 && st.incomplete == 0 {
+	if len(st.parts) == 0 && st.tail == 0 {
 		// An empty upload: s3store stores an empty part.
-		if err := u.forgetState(ctx); err != nil {
-			return err
-		}
-		return u.inner.FinishUpload(ctx)
-	}
-	objectID, multipartID := splitID(info.ID)
-	if st.incomplete > 0 {
-		buf := make([]byte, st.incomplete)
-		w := &writer{s: u.s, st: &st, key: u.s.key(objectID), multipartID: multipartID}
-		if !w.isPart(st.partsSize, st.incomplete) {
-			return fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, info.Offset, info.Size)
-		}
-		// Deleted before it is sent as a part, so that the offset never
-		// counts it twice (as in WriteChunk).
-		if err := w.readTail(ctx, buf); err != nil {
-			return err
-		}
-		n := st.incomplete
-		st.incomplete = 0
-		// S3 changes under s3store's view and ours.
-		fresh, err := u.s.Inner.GetUpload(ctx, info.ID)
+		inner, err := u.inner(ctx)
 		if err != nil {
 			return err
 		}
-		u.inner, u.stored = fresh, nil
-		if err := w.store(ctx, st.partsSize, buf[:n], "buffered"); err != nil {
+		u.st = nil
+		return inner.FinishUpload(ctx)
+	}
+	if st.tail > 0 {
+		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
+		err := w.writeWindow(ctx, st.offset())
+		w.release()
+		if err == nil && st.tail > 0 {
+			err = fmt.Errorf("s3stream: the tail of %s was not stored as its last part", objectID)
+		}
+		if err != nil {
+			u.st = nil
 			return err
 		}
+		u.st = &st
 	}
 	_, err = u.s.Objects.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(u.s.Inner.Bucket),
@@ -253,8 +307,12 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		UploadId:        aws.String(multipartID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: st.parts},
 	})
+	u.st = nil
 	if err != nil {
 		return fmt.Errorf("s3stream: completing %s: %w", objectID, err)
+	}
+	if st.staleTail {
+		u.s.deleteTail(ctx, u.s.key(objectID))
 	}
 	return nil
 }

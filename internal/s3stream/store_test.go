@@ -220,27 +220,12 @@ func (e *env) request(id string, offset int64, src io.Reader, r req) (int64, err
 	return n, nil
 }
 
-// s3Offset is the offset s3store reads from S3 for a fresh upload object.
-func (e *env) s3Offset(id string) int64 {
-	e.t.Helper()
-	ctx := context.Background()
-	up, err := e.store.Inner.GetUpload(ctx, id)
-	if err != nil {
-		e.t.Fatalf("s3store GetUpload: %v", err)
-	}
-	info, err := up.GetInfo(ctx)
-	if err != nil {
-		e.t.Fatalf("s3store GetInfo: %v", err)
-	}
-	return info.Offset
-}
-
-// checkOffset checks that s3store's view of the upload and what the fake S3
-// holds both say want bytes.
+// checkOffset checks that the store's view of the upload and what the fake
+// S3 holds both say want bytes.
 func (e *env) checkOffset(id string, want int64) {
 	e.t.Helper()
-	if got := e.s3Offset(id); got != want {
-		e.t.Fatalf("s3store reports offset %d, want %d", got, want)
+	if got := e.offset(id); got != want {
+		e.t.Fatalf("the store reports offset %d, want %d", got, want)
 	}
 	if got := e.s3.held(e.key(id)); got != want {
 		e.t.Fatalf("S3 holds %d bytes of the upload, want %d", got, want)
@@ -353,8 +338,8 @@ func TestWriteWholeUpload(t *testing.T) {
 						if got := e.parts(how); got != float64(len(want)) {
 							t.Errorf("parts{how=%q} = %v, want %d", how, got, len(want))
 						}
-						if got := e.writes("tempfile") + e.parts("resent") + e.parts("tail"); got != 0 {
-							t.Errorf("tempfile writes, resent parts and tails: %v, want 0", got)
+						if got := e.writes("window") + e.parts("resent") + e.parts("tail"); got != 0 {
+							t.Errorf("window writes, resent parts and tails: %v, want 0", got)
 						}
 						if got := e.s3.count("PutObject"); got != 1 {
 							t.Errorf("%d PutObject calls, want 1 (the .info)", got)
@@ -665,10 +650,9 @@ func TestUploadPartFailsOnce(t *testing.T) {
 					if err == nil {
 						t.Fatalf("WriteChunk = %d, nil; want an error", n)
 					}
-					// Only bytes stored count; bytes of a tail that was
-					// consumed and then lost make the offset go back.
-					if want := max(held-off, 0); n != want {
-						t.Errorf("WriteChunk = %d with S3 holding %d bytes from %d; want %d", n, held, off, want)
+					// Only bytes stored count, and the tail's still do.
+					if held < off || n != held-off {
+						t.Errorf("WriteChunk = %d with S3 holding %d bytes from %d; want %d", n, held, off, held-off)
 					}
 				}
 				e.s3.configure(func(f *fakeS3) { f.failUploadPart, f.abortUploadPart = nil, nil })
@@ -678,12 +662,12 @@ func TestUploadPartFailsOnce(t *testing.T) {
 	})
 }
 
-// finish writes the rest of the upload from where s3store says it is, and
+// finish writes the rest of the upload from where the store says it is, and
 // checks the object.
 func (e *env) finish(id string, data []byte) {
 	e.t.Helper()
 	size := int64(len(data))
-	for off := e.s3Offset(id); off < size; {
+	for off := e.offset(id); off < size; {
 		n, err := e.patch(id, off, reqBody(data[off:]), size-off)
 		if err != nil || n != size-off {
 			e.t.Fatalf("resumed WriteChunk at %d = %d, %v", off, n, err)
@@ -755,8 +739,8 @@ func TestUploadPartFailsForGood(t *testing.T) {
 				}
 				e.s3.configure(func(f *fakeS3) { f.failUploadPart, f.afterUploadPart = nil, nil })
 				held := e.s3.held(e.key(id))
-				if got := e.s3Offset(id); got != held {
-					t.Errorf("s3store reports offset %d, S3 holds %d bytes", got, held)
+				if got := e.offset(id); got != held {
+					t.Errorf("the store reports offset %d, S3 holds %d bytes", got, held)
 				}
 				if nums := e.s3.partNumbers(e.key(id)); len(nums) > 0 && (nums[0] != 1 || nums[len(nums)-1] != int32(len(nums))) {
 					t.Errorf("S3 holds parts %v (of %v bytes) after part %d failed: s3store counts the bytes of the parts after the gap at the wrong offset", nums, e.s3.partSizes(e.key(id)), tt.part)
@@ -868,7 +852,10 @@ func testPartsInParallel(t *testing.T, stream bool) {
 	}
 }
 
-// TestTailFails: S3 fails the requests around the .part tail.
+// TestTailFails: S3 fails the requests around the .part tail. The write
+// fails, and the tail it started from still counts; only the deletion of a
+// tail whose bytes are in a part may fail unnoticed (a stale tail counts
+// for nothing).
 func TestTailFails(t *testing.T) {
 	const size = 150
 	tests := []struct {
@@ -876,12 +863,13 @@ func TestTailFails(t *testing.T) {
 		prefix int64
 		op     string
 		n      int64 // body of the failing request
+		ok     bool  // the write succeeds
 	}{
-		{"storing the tail", 0, "PutObject", 10},
-		{"storing the tail after a part", 0, "PutObject", 70},
-		{"reading the tail", 10, "GetObject", 100},
-		{"deleting the tail", 10, "DeleteObject", 100},
-		{"storing the tail again", 10, "PutObject", 3},
+		{"storing the tail", 0, "PutObject", 10, false},
+		{"storing the tail after a part", 0, "PutObject", 70, false},
+		{"reading the tail", 10, "GetObject", 100, false},
+		{"deleting the stale tail", 10, "DeleteObject", 100, true},
+		{"storing the tail again", 10, "PutObject", 3, false},
 	}
 	forModes(t, func(t *testing.T, stream bool) {
 		for _, tt := range tests {
@@ -904,14 +892,19 @@ func TestTailFails(t *testing.T) {
 				})
 				off := tt.prefix
 				n, err := e.patch(id, off, reqBody(data[off:off+tt.n]), tt.n)
-				if err == nil {
-					t.Fatalf("WriteChunk = %d, nil; want an error", n)
+				if (err == nil) != tt.ok {
+					t.Fatalf("WriteChunk = %d, %v; want success %v", n, err, tt.ok)
 				}
 				e.s3.configure(func(f *fakeS3) { f.failOp = nil })
 				held := e.s3.held(e.key(id))
 				e.checkOffset(id, held)
-				if want := max(held-off, 0); n != want {
-					t.Errorf("WriteChunk = %d with S3 holding %d bytes from %d; want %d", n, held, off, want)
+				if held < off || n != held-off {
+					t.Errorf("WriteChunk = %d with S3 holding %d bytes from %d; want %d", n, held, off, held-off)
+				}
+				if tt.ok {
+					if _, ok := e.s3.object(e.key(id) + ".part"); !ok {
+						t.Errorf("the stale tail is gone although its deletion failed")
+					}
 				}
 				e.finish(id, data)
 			})
@@ -919,8 +912,8 @@ func TestTailFails(t *testing.T) {
 	})
 }
 
-// TestBufferBudgetSpent: a write that gets no buffer takes s3store's
-// temp-file path.
+// TestBufferBudgetSpent: a write that gets no buffer streams through a
+// window.
 func TestBufferBudgetSpent(t *testing.T) {
 	chunks := []int64{40, 7, 7, 70, 26}
 	forModes(t, func(t *testing.T, stream bool) {
@@ -939,8 +932,11 @@ func TestBufferBudgetSpent(t *testing.T) {
 			}
 		}
 		e.checkObject(id, data)
-		if got := e.writes("tempfile"); got != float64(len(chunks)) {
-			t.Errorf("writes{path=\"tempfile\"} = %v, want %d", got, len(chunks))
+		if got := e.writes("window"); got != float64(len(chunks)) {
+			t.Errorf("writes{path=\"window\"} = %v, want %d", got, len(chunks))
+		}
+		if n := e.store.Buffers.Windows(); n != 0 {
+			t.Errorf("%d windows were not returned", n)
 		}
 		if got := e.writes("stream") + e.writes("buffer"); got != 0 {
 			t.Errorf("%v writes took the stream or buffer path", got)
@@ -948,8 +944,8 @@ func TestBufferBudgetSpent(t *testing.T) {
 	})
 }
 
-// TestBufferBudgetMixed alternates between this package's path and
-// s3store's, each continuing the tail and parts of the other.
+// TestBufferBudgetMixed alternates between part buffers and windows, each
+// continuing the tail and parts of the other.
 func TestBufferBudgetMixed(t *testing.T) {
 	chunks := []int64{10, 7, 20, 7, 50, 3, 40, 13}
 	forModes(t, func(t *testing.T, stream bool) {
@@ -979,8 +975,8 @@ func TestBufferBudgetMixed(t *testing.T) {
 			}
 		}
 		e.checkObject(id, data)
-		if got := e.writes("tempfile"); got != float64(len(chunks)/2) {
-			t.Errorf("writes{path=\"tempfile\"} = %v, want %d", got, len(chunks)/2)
+		if got := e.writes("window"); got != float64(len(chunks)/2) {
+			t.Errorf("writes{path=\"window\"} = %v, want %d", got, len(chunks)/2)
 		}
 	})
 }
@@ -1035,8 +1031,8 @@ func TestFinishUsesStoredParts(t *testing.T) {
 					}
 				}
 				e.checkObject(id, data)
-				if got := e.s3Offset(id); got != 150 {
-					t.Errorf("s3store reports offset %d after completion", got)
+				if got := e.offset(id); got != 150 {
+					t.Errorf("the store reports offset %d after completion", got)
 				}
 			})
 		}
@@ -1046,11 +1042,11 @@ func TestFinishUsesStoredParts(t *testing.T) {
 // TestPartSizeAboveMaxParts: an upload too large for MaxMultipartParts
 // parts of PreferredPartSize is cut into larger parts, as s3store cuts it.
 func TestPartSizeAboveMaxParts(t *testing.T) {
-	for _, path := range []string{"stream", "buffer", "tempfile"} {
+	for _, path := range []string{"stream", "buffer", "window"} {
 		for _, size := range []int64{256, 257, 300, 301} {
 			t.Run(fmt.Sprintf("%s/size=%d", path, size), func(t *testing.T) {
 				e := newEnv(t, path == "stream", func(s *s3store.S3Store) { s.MaxMultipartParts = 4 })
-				if path == "tempfile" {
+				if path == "window" {
 					e.store.Buffers = NewBuffers(0)
 				}
 				data := testData(int(size), uint64(size))

@@ -56,7 +56,7 @@ type crcTrailerBody struct {
 }
 
 func newCRCTrailerBody(b *fillBody) *crcTrailerBody {
-	c := &crcTrailerBody{b: b, n: len(b.buf)}
+	c := &crcTrailerBody{b: b, n: b.size}
 	c.nextFrame()
 	return c
 }
@@ -216,14 +216,13 @@ func (crcTrailerMiddleware) HandleFinalize(ctx context.Context, in middleware.Fi
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: unexpected request type %T", in.Request)
 	}
 	b, ok := req.GetStream().(*fillBody)
-	if !ok || !req.IsHTTPS() {
-		// Only Stream (HTTPS) sends a fillBody, and the trailer needs TLS.
-		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: a streamed part needs HTTPS and a part body, got %T", req.GetStream())
+	if !ok {
+		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: a streamed request needs a fillBody, got %T", req.GetStream())
 	}
 	body := newCRCTrailerBody(b)
 	req.Header.Add("Content-Encoding", "aws-chunked")
 	req.Header.Set("X-Amz-Trailer", crcTrailerName)
-	req.Header.Set("X-Amz-Decoded-Content-Length", strconv.Itoa(len(b.buf)))
+	req.Header.Set("X-Amz-Decoded-Content-Length", strconv.Itoa(b.size))
 	req, err := req.SetStream(body)
 	if err != nil {
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: setting the part body: %w", err)

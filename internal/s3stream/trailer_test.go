@@ -75,7 +75,7 @@ func uploadFilledPart(t *testing.T, c *s3.Client, buf []byte) {
 	t.Helper()
 	_, err := c.UploadPart(context.Background(), &s3.UploadPartInput{
 		Bucket: aws.String("b"), Key: aws.String("k"), UploadId: aws.String("u"), PartNumber: aws.Int32(1),
-		Body: newFillBody(buf, len(buf), nil), ContentLength: aws.Int64(int64(len(buf))),
+		Body: newFillBody(buf, len(buf), len(buf), nil), ContentLength: aws.Int64(int64(len(buf))),
 	}, withCRCTrailer, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	if err != nil {
 		t.Fatalf("UploadPart: %v", err)
@@ -146,7 +146,7 @@ func TestBufferedPartRequest(t *testing.T) {
 		sums.add(buf[1000:])
 		_, err := c.UploadPart(context.Background(), &s3.UploadPartInput{
 			Bucket: aws.String("b"), Key: aws.String("k"), UploadId: aws.String("u"), PartNumber: aws.Int32(1),
-			Body: newFillBody(buf, len(buf), nil), ContentLength: aws.Int64(int64(len(buf))),
+			Body: newFillBody(buf, len(buf), len(buf), nil), ContentLength: aws.Int64(int64(len(buf))),
 		}, withPartSums(sums), func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 		if err != nil {
 			t.Fatalf("UploadPart: %v", err)

@@ -7,23 +7,22 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/tus/tusd/v2/pkg/handler"
-
-	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
 type lengthKey struct{}
 
 // WithBodyLength records that the request body carries n bytes (its
 // Content-Length; negative: unknown). tusd hands stores only a reader, and
-// the length lets a write declare the size of its last part up front rather
-// than find it at the end of the stream and send that part again.
+// the length lets a write size its parts up front: the last part of a
+// buffered write is sent while it arrives, and a write through a window
+// must declare every request's length before its first byte.
 func WithBodyLength(ctx context.Context, n int64) context.Context {
 	return context.WithValue(ctx, lengthKey{}, n)
 }
@@ -35,139 +34,161 @@ func bodyLength(ctx context.Context) int64 {
 	return -1
 }
 
-// partSize is the size of the upload's parts: s3store's calculation, so
-// that both stores cut an upload the same way.
-func (s *Store) partSize(info handler.FileInfo) int64 {
-	p := s.Inner.PreferredPartSize
-	if !info.SizeIsDeferred && info.Size > p*s.Inner.MaxMultipartParts {
-		p = (info.Size + s.Inner.MaxMultipartParts - 1) / s.Inner.MaxMultipartParts
-	}
-	return p
+// ErrBusy answers a request body of unknown length (no Content-Length)
+// when no part buffer is free to hold it.
+var ErrBusy = handler.Error{
+	ErrorCode: "ERR_SERVER_BUSY",
+	Message:   "the server has no memory free for a request body without Content-Length; retry later, or send Content-Length",
+	HTTPResponse: handler.HTTPResponse{
+		StatusCode: http.StatusServiceUnavailable,
+		Body:       "ERR_SERVER_BUSY: the server has no memory free for a request body without Content-Length; retry later, or send Content-Length\n",
+		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+	},
 }
 
-// WriteChunk stores the bytes of src from offset on: in parts of the
-// upload's part size, then a last part if the bytes end the upload or fill
-// the minimum part size, else the .part tail.
+// ErrLengthRequired answers a request body of unknown length whose part
+// is larger than the whole buffer budget: it could never be held.
+var ErrLengthRequired = handler.NewError("ERR_LENGTH_REQUIRED",
+	"this upload's parts are too large to hold a request body without Content-Length; send Content-Length", http.StatusLengthRequired)
+
+// chunkedWait is how long a body of unknown length waits for a part
+// buffer before the request is answered with ErrBusy.
+const chunkedWait = 10 * time.Second
+
+// WriteChunk stores the bytes of src from offset on: in parts as the plan
+// cuts them, and what is too little for a part as the tail.
 func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
 	s := u.s
-	info, err := u.GetInfo(ctx)
+	st, err := u.state(ctx)
 	if err != nil {
 		return 0, err
 	}
-	expect := int64(math.MaxInt64 / 4) // deferred length: until the body ends
-	if !info.SizeIsDeferred {
-		expect = info.Size - offset
+	if st.completed {
+		return 0, fmt.Errorf("s3stream: writing to %s, which is complete", u.id)
 	}
-	if n := bodyLength(ctx); n >= 0 && n < expect {
-		expect = n
+	if st.offset() != offset {
+		return 0, fmt.Errorf("s3stream: %s holds %d bytes, not the %d the write starts at", u.id, st.offset(), offset)
+	}
+	expect := int64(math.MaxInt64 / 4) // deferred length: until the body ends
+	if !st.info.SizeIsDeferred {
+		expect = st.info.Size - offset
+	}
+	bodyLen := bodyLength(ctx)
+	if bodyLen >= 0 && bodyLen < expect {
+		expect = bodyLen
 	}
 	if expect <= 0 {
 		return 0, nil
 	}
-	st, err := u.current(ctx, info)
-	if err != nil {
-		return 0, err
-	}
-	if st.partsSize+st.incomplete != offset {
-		return 0, fmt.Errorf("s3stream: %s holds %d bytes, not the %d the write starts at", info.ID, st.partsSize+st.incomplete, offset)
-	}
-	size := s.partSize(info)
-	buf, ok := s.Buffers.GetWait(ctx, min(size, st.incomplete+expect))
-	if !ok {
-		s.Metrics.write("tempfile")
-		if err := u.forgetState(ctx); err != nil {
-			return 0, err
-		}
-		return u.inner.WriteChunk(ctx, offset, src)
-	}
-	if s.Stream {
-		s.Metrics.write("stream")
-	} else {
-		s.Metrics.write("buffer")
-	}
 
-	objectID, multipartID := splitID(info.ID)
-	w := &writer{s: s, st: &st, src: &source{r: src}, first: buf, key: s.key(objectID), multipartID: multipartID, partSize: size}
-	defer s.Buffers.Put(w.first)
-	err = w.write(ctx, offset+expect)
-	st.info.Offset = st.partsSize + st.incomplete
-	written := max(st.info.Offset-offset, 0)
-	// s3store's view of the upload is stale now.
-	fresh, ferr := s.Inner.GetUpload(ctx, info.ID)
-	if ferr != nil {
-		return written, errors.Join(err, ferr)
+	objectID, multipartID := splitID(u.id)
+	w := s.newWriter(&st, objectID, multipartID, src)
+	defer w.release()
+	need := w.cut(int32(len(st.parts)+1), st.partsSize, offset+expect)
+	if buf, ok := s.Buffers.Get(need); ok {
+		w.first = buf
+	} else if bodyLen < 0 {
+		// Only a buffer can hold a body whose end is not known before it
+		// comes: the last part's length must be sent before its bytes.
+		if need > s.Buffers.Limit() {
+			return 0, ErrLengthRequired
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, chunkedWait)
+		buf, ok := s.Buffers.GetWait(waitCtx, need)
+		cancel()
+		if !ok {
+			return 0, ErrBusy
+		}
+		w.first = buf
 	}
-	u.inner, u.stored = fresh, &st
+	switch {
+	case w.first == nil:
+		s.Metrics.write("window")
+		err = w.writeWindow(ctx, offset+expect)
+	case s.Stream:
+		s.Metrics.write("stream")
+		err = w.write(ctx, offset+expect)
+	default:
+		s.Metrics.write("buffer")
+		err = w.write(ctx, offset+expect)
+	}
+	if st.staleTail {
+		// Its bytes are in a part now; it no longer counts, whether or not
+		// it is deleted.
+		if s.deleteTail(ctx, w.key) {
+			st.staleTail = false
+		}
+	}
+	written := max(st.offset()-offset, 0)
+	u.st = &st
 	if err != nil {
-		// What S3 holds is uncertain after a failed request: let s3store
-		// read it anew.
-		u.stored = nil
+		// What S3 holds is uncertain after a failed request: read it anew.
+		u.st = nil
 	}
 	return written, err
 }
 
-// current returns the upload as stored: the parts and the size of the
-// .part tail.
-func (u *upload) current(ctx context.Context, info handler.FileInfo) (state, error) {
-	if u.stored != nil {
-		st := *u.stored
-		st.parts = append([]types.CompletedPart(nil), st.parts...)
-		return st, nil
+// deleteTail removes a stale .part tail and reports whether it is gone. A
+// stale tail counts for nothing, so a failure is only logged.
+func (s *Store) deleteTail(ctx context.Context, key string) bool {
+	_, err := s.Objects.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key + ".part")})
+	if err != nil {
+		s.Log.DebugContext(ctx, "could not delete a stale tail; it counts for nothing and is overwritten or deleted later", "key", key, "error", err.Error())
+		return false
 	}
-	st := state{info: info}
-	if info.Offset == 0 {
-		return st, nil // nothing stored yet
-	}
-	objectID, multipartID := splitID(info.ID)
-	in := &s3.ListPartsInput{
-		Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(u.s.key(objectID)), UploadId: aws.String(multipartID),
-	}
-	for {
-		out, err := u.s.Objects.ListParts(ctx, in)
-		if err != nil {
-			return st, fmt.Errorf("s3stream: listing the parts of %s: %w", objectID, err)
-		}
-		for _, p := range out.Parts {
-			if aws.ToInt32(p.PartNumber) != int32(len(st.parts)+1) {
-				return st, fmt.Errorf("s3stream: part %d of %s follows part %d", aws.ToInt32(p.PartNumber), objectID, len(st.parts))
-			}
-			st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
-			st.partsSize += aws.ToInt64(p.Size)
-		}
-		if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
-			break
-		}
-		in.PartNumberMarker = out.NextPartNumberMarker
-	}
-	st.incomplete = info.Offset - st.partsSize
-	if st.incomplete < 0 || st.incomplete >= u.s.Inner.MinPartSize {
-		return st, fmt.Errorf("s3stream: %s has %d bytes in parts but an offset of %d", objectID, st.partsSize, info.Offset)
-	}
-	return st, nil
+	return true
 }
 
-// writer is one WriteChunk. It hands each part, with a buffer, to a
-// goroutine of its own (a flight), which sends it to S3 while the buffer
-// fills from the request body (see source and fillPart): over HTTPS as a
-// stream, over plain HTTP once it is complete. With several buffers,
-// several parts are on their way at once, so that one S3 connection's speed
-// does not limit the upload; S3 answers them in order (see fillBody), so a
-// part is never stored past a missing one.
+// newWriter returns a writer of the upload in state st that reads src.
+func (s *Store) newWriter(st *state, objectID, multipartID string, src io.Reader) *writer {
+	return &writer{s: s, st: st, plan: s.newPlan(st.info, st.first), src: &source{r: src},
+		key: s.key(objectID), multipartID: multipartID}
+}
+
+// writer is one write. With a part buffer (first) it hands each part, with
+// a buffer, to a goroutine of its own (a flight), which sends it to S3
+// while the buffer fills from the request body (see source and fillPart):
+// over HTTPS as a stream, over plain HTTP once it is complete. With several
+// buffers, several parts are on their way at once, so that one S3
+// connection's speed does not limit the upload; S3 answers them in order
+// (see fillBody), so a part is never stored past a missing one. Without a
+// part buffer it streams one part after the other through a window (see
+// writeWindow).
 type writer struct {
-	s   *Store
-	st  *state
-	src *source
-	// first is the buffer the write was given; the parts it carries take
-	// turns with those in extra buffers, which come from the budget only
-	// while it has room to spare (Buffers.GetExtra).
+	s    *Store
+	st   *state
+	plan plan
+	src  *source
+	// first is the part buffer the write was given, if any; the parts it
+	// carries take turns with those in extra buffers, which come from the
+	// budget only while it has room to spare (Buffers.GetExtra).
 	first       []byte
 	firstBusy   bool
+	window      []byte // see writeWindow
 	key         string
 	multipartID string
-	partSize    int64
 	// inflight holds the parts handed to flights and not yet taken, oldest
 	// first.
 	inflight []*flight
+	// tail reads the tail for writeWindow; tailErr is why that failed, if
+	// it did.
+	tail    *tailReader
+	tailErr error
+}
+
+// release gives the write's buffers back.
+func (w *writer) release() {
+	if w.tail != nil {
+		w.tail.close()
+	}
+	if w.first != nil {
+		w.s.Buffers.Put(w.first)
+		w.first = nil
+	}
+	if w.window != nil {
+		w.s.Buffers.PutWindow(w.window)
+		w.window = nil
+	}
 }
 
 // flight is one part on its way to S3.
@@ -191,8 +212,8 @@ func (f *flight) stored() bool {
 	return f.err == nil && !f.short
 }
 
-// write stores parts until the body ends or end (the upload offset where
-// the body is expected to end) is reached.
+// write stores parts from part buffers until the body ends or end (the
+// upload offset where the body is expected to end) is reached.
 func (w *writer) write(ctx context.Context, end int64) (err error) {
 	defer func() {
 		if derr := w.drain(ctx); err == nil {
@@ -200,24 +221,32 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 		}
 	}()
 	pre := int64(0)
-	if w.st.incomplete > 0 {
-		// The tail's bytes go first in the next part. Once the tail is
-		// deleted they exist only in the buffer: a failure from here on
-		// loses them, which the client sees as a lower offset and resends.
-		// (Keeping the tail until the part is stored would make the offset
-		// count them twice in between.)
-		if err := w.readTail(ctx, w.first); err != nil {
+	if w.st.tail > 0 {
+		// The tail's bytes go first in the next part. The tail stays in
+		// S3, counting, until that part is stored.
+		if err := w.readTail(ctx, w.first[:w.st.tail]); err != nil {
 			return err
 		}
-		pre, w.st.incomplete = w.st.incomplete, 0
+		pre = w.st.tail
 	}
 	for {
 		start, number := w.next()
-		n := min(w.partSize, end-start)
+		n := w.cut(number, start, end)
 		if n <= 0 {
 			return nil
 		}
-		if !w.isPart(start, n) {
+		if err := w.plan.check(number); err != nil {
+			return err
+		}
+		if n > int64(cap(w.first)) {
+			// Parts have grown beyond the buffer (an upload of unknown
+			// length moving into a band of larger parts).
+			if err := w.drain(ctx); err != nil {
+				return err
+			}
+			return w.writeWindow(ctx, end)
+		}
+		if !w.plan.isPart(number, start, n) {
 			// Too few bytes left for a part: they become the tail, which
 			// is stored only after every part before it.
 			if err := w.drain(ctx); err != nil {
@@ -225,9 +254,12 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 			}
 			buf := w.first[:n]
 			got := pre + w.fill(buf[pre:])
+			if got == w.st.tail {
+				return nil // nothing new: the tail stays as it is
+			}
 			return w.store(ctx, start, buf[:got], "buffered")
 		}
-		buf, extra, err := w.buffer(ctx)
+		buf, extra, err := w.buffer(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -237,6 +269,19 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 			return nil // the body ended early; drain stores what arrived
 		}
 	}
+}
+
+// cut is the size of part number, which starts at upload offset start,
+// in a write that ends at end: the plan's part size, or what is left to
+// write if less. A tail larger than the plan's part size (the parts of an
+// upload whose length was declared late can be smaller than those planned
+// before) goes whole into the part.
+func (w *writer) cut(number int32, start, end int64) int64 {
+	n := w.plan.partSize(number, start)
+	if start == w.st.partsSize {
+		n = max(n, w.st.tail)
+	}
+	return min(n, end-start)
 }
 
 // next returns where the next part starts and its number.
@@ -249,24 +294,25 @@ func (w *writer) next() (int64, int32) {
 	return start, number
 }
 
-// buffer returns a buffer for the next part: the first buffer if free, an
-// extra one if the budget has room and fewer than Store.Parallel parts are
-// in flight, or else the buffer of the oldest part once S3 has stored it.
-func (w *writer) buffer(ctx context.Context) ([]byte, bool, error) {
+// buffer returns a buffer for the next part of n bytes: the first buffer
+// if free, an extra one if the budget has room and fewer than
+// Store.Parallel parts are in flight, or else the buffer of the oldest
+// part once S3 has stored it.
+func (w *writer) buffer(ctx context.Context, n int64) ([]byte, bool, error) {
 	for {
 		if !w.firstBusy {
 			w.firstBusy = true
 			return w.first, false, nil
 		}
 		if len(w.inflight) < w.s.Parallel {
-			if b, ok := w.s.Buffers.GetExtra(w.partSize); ok {
+			if b, ok := w.s.Buffers.GetExtra(n); ok {
 				return b, true, nil
 			}
 		}
 		f := w.inflight[0]
 		w.inflight = w.inflight[1:]
 		err := w.take(ctx, f)
-		if err == nil && f.extra && !w.s.Buffers.Crowded() {
+		if err == nil && f.extra && cap(f.buf) >= int(n) && !w.s.Buffers.Crowded() {
 			return f.buf[:cap(f.buf)], true, nil
 		}
 		w.recycle(f)
@@ -282,7 +328,7 @@ func (w *writer) send(ctx context.Context, number int32, buf []byte, pre int64, 
 	if n := len(w.inflight); n > 0 {
 		f.prev = w.inflight[n-1]
 	}
-	f.body = newFillBody(buf, int(pre), f.prev)
+	f.body = newFillBody(buf, len(buf), int(pre), f.prev)
 	if w.s.Stream {
 		f.body.src = w.src
 	} else {
@@ -309,11 +355,7 @@ func (w *writer) fly(ctx context.Context, f *flight) {
 		}
 		opt, how = withPartSums(f.body.sums), "buffered"
 	}
-	etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), opt, func(o *s3.Options) {
-		// The body cannot be rewound; a failed attempt is sent again from
-		// the buffer.
-		o.RetryMaxAttempts = 1
-	})
+	etag, err := w.uploadPart(ctx, f.number, f.body, int64(len(f.buf)), opt, noRetries)
 	f.body.detach()
 	if err == nil {
 		f.etag, f.how = etag, how
@@ -334,6 +376,10 @@ func (w *writer) fly(ctx context.Context, f *flight) {
 	}
 	f.etag, f.err = w.uploadBuffer(ctx, f.number, f.buf)
 }
+
+// noRetries is the call option of a request whose body cannot be rewound:
+// a failed attempt is sent again from the buffer, or not at all.
+func noRetries(o *s3.Options) { o.RetryMaxAttempts = 1 }
 
 // fillPart sees to it that the part's buffer fills from the request body.
 // While the part streams to S3 and its connection keeps sending, that
@@ -360,7 +406,7 @@ func (w *writer) fillPart(f *flight) bool {
 		switch {
 		case ended:
 			return false
-		case filled == len(b.buf):
+		case filled == b.size:
 			return true
 		case reading && sent != lastSent:
 			if lastSent >= 0 {
@@ -392,7 +438,11 @@ func (w *writer) take(ctx context.Context, f *flight) error {
 	<-f.done
 	if f.short {
 		start, _ := w.next()
-		return w.store(ctx, start, f.buf[:f.body.filledLen()], f.how)
+		got := f.body.filledLen()
+		if start == w.st.partsSize && int64(got) == w.st.tail {
+			return nil // nothing arrived after the tail's bytes
+		}
+		return w.store(ctx, start, f.buf[:got], f.how)
 	}
 	if f.err != nil {
 		return f.err
@@ -430,26 +480,6 @@ func (w *writer) drain(ctx context.Context) error {
 	return err
 }
 
-// readTail reads the .part tail into buf and deletes it.
-func (w *writer) readTail(ctx context.Context, buf []byte) error {
-	out, err := w.s.Objects.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part")})
-	if err != nil {
-		return fmt.Errorf("s3stream: reading the incomplete part of %s: %w", w.key, err)
-	}
-	defer out.Body.Close()
-	if aws.ToInt64(out.ContentLength) != w.st.incomplete {
-		return fmt.Errorf("s3stream: the incomplete part of %s has %d bytes, expected %d", w.key, aws.ToInt64(out.ContentLength), w.st.incomplete)
-	}
-	if _, err := io.ReadFull(out.Body, buf[:w.st.incomplete]); err != nil {
-		return fmt.Errorf("s3stream: reading the incomplete part of %s: %w", w.key, err)
-	}
-	_, err = w.s.Objects.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part")})
-	if err != nil {
-		return fmt.Errorf("s3stream: deleting the incomplete part of %s: %w", w.key, err)
-	}
-	return nil
-}
-
 // fill reads the body into buf until it is full or the body ends, and
 // returns how many bytes it read.
 func (w *writer) fill(buf []byte) int64 {
@@ -459,14 +489,6 @@ func (w *writer) fill(buf []byte) int64 {
 	return int64(k)
 }
 
-// isPart tells whether n bytes at start make a part: a full one, the last
-// of the upload, or one of at least the minimum part size. Anything else
-// waits in the .part tail for the next write.
-func (w *writer) isPart(start, n int64) bool {
-	info := w.st.info
-	return n == w.partSize || n >= w.s.Inner.MinPartSize || (!info.SizeIsDeferred && start+n == info.Size)
-}
-
 // store sends buf, which starts at upload offset start, as the next part
 // (counted as how) or as the tail. Every part before it must be stored.
 func (w *writer) store(ctx context.Context, start int64, buf []byte, how string) error {
@@ -474,8 +496,11 @@ func (w *writer) store(ctx context.Context, start int64, buf []byte, how string)
 	if n == 0 {
 		return nil
 	}
-	if w.isPart(start, n) {
-		_, number := w.next()
+	_, number := w.next()
+	if w.plan.isPart(number, start, n) {
+		if err := w.plan.check(number); err != nil {
+			return err
+		}
 		etag, err := w.uploadBuffer(ctx, number, buf)
 		if err != nil {
 			return err
@@ -485,17 +510,56 @@ func (w *writer) store(ctx context.Context, start int64, buf []byte, how string)
 		return nil
 	}
 	body := newGuardedReader(buf)
+	err := w.putTail(ctx, start, body, n)
+	body.detach()
+	return err
+}
+
+// putTail stores n bytes of body, which start at upload offset start, as
+// the tail: they replace the tail before at once, and count from then on.
+func (w *writer) putTail(ctx context.Context, start int64, body io.Reader, n int64, opts ...func(*s3.Options)) error {
 	_, err := w.s.Objects.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part"),
 		Body: body, ContentLength: aws.Int64(n),
-	})
-	body.detach()
+		Metadata: map[string]string{tailStartKey: fmt.Sprint(start)},
+	}, opts...)
 	if err != nil {
-		return fmt.Errorf("s3stream: storing the incomplete part of %s: %w", w.key, err)
+		return fmt.Errorf("s3stream: storing the tail of %s: %w", w.key, err)
 	}
 	w.s.Metrics.part("tail")
-	w.st.incomplete = n
+	w.st.tail, w.st.staleTail = n, false
 	return nil
+}
+
+// readTail reads the counting tail into buf, whose length is its size.
+func (w *writer) readTail(ctx context.Context, buf []byte) error {
+	body, err := w.openTail(ctx)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return fmt.Errorf("s3stream: reading the tail of %s: %w", w.key, err)
+	}
+	return nil
+}
+
+// openTail opens the counting tail and checks that it is the one the
+// upload's state knows.
+func (w *writer) openTail(ctx context.Context) (io.ReadCloser, error) {
+	out, err := w.s.Objects.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part")})
+	if err != nil {
+		return nil, fmt.Errorf("s3stream: reading the tail of %s: %w", w.key, err)
+	}
+	start, ok, err := tailStart(out.Metadata)
+	if err == nil && (aws.ToInt64(out.ContentLength) != w.st.tail || (ok && start != w.st.partsSize)) {
+		err = fmt.Errorf("%d bytes from %d, expected %d from %d", aws.ToInt64(out.ContentLength), start, w.st.tail, w.st.partsSize)
+	}
+	if err != nil {
+		out.Body.Close()
+		return nil, fmt.Errorf("s3stream: the tail of %s changed: %w", w.key, err)
+	}
+	return out.Body, nil
 }
 
 // uploadBuffer sends buf as part number. The S3 client has let go of buf
@@ -521,283 +585,19 @@ func (w *writer) uploadPart(ctx context.Context, number int32, body io.Reader, n
 	return out.ETag, nil
 }
 
+// addPart records a stored part. The first part stored holds the tail's
+// bytes, if there was one: the tail is stale from now on.
 func (w *writer) addPart(etag *string, n int64) {
 	w.st.parts = append(w.st.parts, types.CompletedPart{ETag: etag, PartNumber: aws.Int32(int32(len(w.st.parts) + 1))})
 	w.st.partsSize += n
-}
-
-var (
-	errDetached = errors.New("s3stream: the part's body was taken back")
-	errShort    = errors.New("s3stream: the request body ended before the part was complete")
-	errGap      = errors.New("s3stream: the part before was not stored")
-)
-
-// guardedReader is a seekable body over a part buffer that can be taken
-// back: net/http may go on reading a request body after the response (an
-// early error answer), and a part buffer is reused, or unmapped, once its
-// write is done.
-type guardedReader struct {
-	mu       sync.Mutex
-	r        *bytes.Reader
-	detached bool
-}
-
-func newGuardedReader(buf []byte) *guardedReader {
-	return &guardedReader{r: bytes.NewReader(buf)}
-}
-
-func (g *guardedReader) Read(p []byte) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.detached {
-		return 0, errDetached
+	if len(w.st.parts) == 1 {
+		w.st.first = n
+		w.plan.first = n
 	}
-	return g.r.Read(p)
-}
-
-// Seek lets the AWS SDK hash the payload (plain HTTP) and rewind it for a
-// retry.
-func (g *guardedReader) Seek(offset int64, whence int) (int64, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.detached {
-		return 0, errDetached
-	}
-	return g.r.Seek(offset, whence)
-}
-
-// detach ends every use of the buffer; it waits for a Read in progress.
-func (g *guardedReader) detach() {
-	g.mu.Lock()
-	g.detached = true
-	g.mu.Unlock()
-}
-
-// sendWait is how long a fillBody waits for a full chunk before it passes
-// on a smaller one.
-const sendWait = 20 * time.Millisecond
-
-// readTick and maxReadTick bound how long the writer lets a part's S3
-// connection go without progress before it reads the request body ahead
-// itself (see fillPart).
-const (
-	readTick    = 2 * time.Millisecond
-	maxReadTick = 64 * time.Millisecond
-)
-
-// source is the request body. The part being filled reads it from two
-// sides: the part's S3 connection reads the next bytes itself whenever it
-// has sent what it has, so that they are still in its CPU's cache when it
-// encrypts them (read by the writer, often on the other core, the copy out
-// of the buffer took 8-10 % of the CPU; now 5 %); the writer reads ahead
-// when that connection is stuck, so that the client is not held to one S3
-// connection's pace. mu makes the two take turns.
-type source struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-// readAhead is the most the writer reads from the request body at once:
-// few system calls (and few of tusd's deadline updates, one per read),
-// while what was read is still in the CPU's cache when it is encrypted.
-const readAhead = 256 << 10
-
-// fillBody is the body of a streamed UploadPart: it passes on the bytes of
-// the part buffer as the writer fills it from the request body. When the
-// request body ends early it fails, so that the HTTP client aborts the
-// request and S3 stores nothing.
-//
-// Its last byte waits until the part before is in S3 (S3 stores a part
-// once all its bytes are in): had that one failed, this one would be stored
-// past a gap in the part numbers. If the part before fails, the body fails
-// instead.
-type fillBody struct {
-	buf     []byte
-	initial int           // bytes in buf before the writer started filling
-	prev    *flight       // nil: the last byte may go at once
-	src     *source       // nil: only the writer fills buf
-	sums    *partSums     // if set, updated with each read (plain HTTP)
-	wake    chan struct{} // a token whenever something changed
-	full    chan struct{} // closed once buf is full or the request body ended
-
-	mu       sync.Mutex
-	returned *sync.Cond // on mu: signalled when lent drops to 0
-	filled   int        // buf[:filled] has arrived
-	sent     int        // buf[:sent] was passed on
-	lent     int        // buf[sent:sent+lent] is on loan (see lend)
-	ended    bool
-	detached bool
-	open     bool      // the last byte may go
-	lastSend time.Time // when bytes were last passed on
-
-	timer *time.Timer // used by lend only
-}
-
-func newFillBody(buf []byte, pre int, prev *flight) *fillBody {
-	b := &fillBody{buf: buf, initial: pre, prev: prev, filled: pre, open: prev == nil,
-		wake: make(chan struct{}, 1), full: make(chan struct{})}
-	b.returned = sync.NewCond(&b.mu)
-	if pre == len(buf) {
-		close(b.full)
-	}
-	return b
-}
-
-func (b *fillBody) signal() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	if w.st.tail > 0 {
+		w.st.tail, w.st.staleTail = 0, true
 	}
 }
 
-// advance records that buf[:filled] has arrived, and whether the request
-// body ended short of a full buffer.
-func (b *fillBody) advance(filled int, ended bool) {
-	b.mu.Lock()
-	b.filled, b.ended = filled, ended
-	if filled == len(b.buf) || ended {
-		close(b.full)
-	}
-	b.mu.Unlock()
-	b.signal()
-}
-
-// Read passes on the next bytes of the part (a copy of lend's).
-func (b *fillBody) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	q, err := b.lend(len(p))
-	if err != nil {
-		return 0, err
-	}
-	n := copy(p, q)
-	b.giveBack()
-	return n, nil
-}
-
-// lend returns the next bytes of the part to pass on, at most max, once
-// they may go: it waits for them, for the part before when they end the
-// part, and briefly for a full chunk. They are the buffer itself, lent
-// until giveBack (detach waits for that), so that the S3 connection can
-// encrypt them where they are (see crcTrailerBody.WriteTo). It returns
-// io.EOF once the whole part was passed on.
-func (b *fillBody) lend(max int) ([]byte, error) {
-	for {
-		b.mu.Lock()
-		if b.detached {
-			b.mu.Unlock()
-			return nil, errDetached
-		}
-		if b.sent == len(b.buf) {
-			b.mu.Unlock()
-			return nil, io.EOF
-		}
-		limit := b.filled
-		holding := limit == len(b.buf) && !b.open
-		if holding {
-			limit--
-		}
-		// A small run waits for more (read here if the writer is not
-		// reading), so that the S3 connection sends full chunks
-		// (tlsbatch.ChunkSize, or max if less) rather than every read's
-		// worth; after sendWait a trickling client's bytes go anyway.
-		if b.sent < limit && (limit-b.sent >= min(max, tlsbatch.ChunkSize) || b.filled == len(b.buf) || time.Since(b.lastSend) >= sendWait) {
-			b.lent = min(max, limit-b.sent)
-			p := b.buf[b.sent : b.sent+b.lent]
-			b.mu.Unlock()
-			return p, nil
-		}
-		ended, some := b.ended, b.sent < limit
-		more := !ended && b.filled < len(b.buf)
-		b.mu.Unlock()
-		if more && b.src != nil && b.src.mu.TryLock() {
-			b.read(b.src)
-			b.src.mu.Unlock()
-			continue
-		}
-		switch {
-		case ended:
-			return nil, errShort
-		case some:
-			if b.timer == nil {
-				b.timer = time.NewTimer(sendWait)
-			} else {
-				b.timer.Reset(sendWait)
-			}
-			select {
-			case <-b.wake:
-				b.timer.Stop()
-			case <-b.timer.C:
-			}
-		case holding:
-			select {
-			case <-b.prev.done:
-				if !b.prev.stored() {
-					return nil, errGap
-				}
-				b.mu.Lock()
-				b.open = true
-				b.mu.Unlock()
-			case <-b.wake:
-			}
-		default:
-			<-b.wake
-		}
-	}
-}
-
-// giveBack ends the loan of lend's bytes, which count as passed on.
-func (b *fillBody) giveBack() {
-	b.mu.Lock()
-	b.sent += b.lent
-	b.lent = 0
-	b.lastSend = time.Now()
-	b.returned.Broadcast()
-	b.mu.Unlock()
-}
-
-// read reads the next bytes of the request body into the buffer; the
-// caller holds the source's lock (only its holder changes filled).
-func (b *fillBody) read(src *source) {
-	b.mu.Lock()
-	filled, done := b.filled, b.filled == len(b.buf) || b.ended
-	b.mu.Unlock()
-	if done {
-		return
-	}
-	k, err := src.r.Read(b.buf[filled:min(len(b.buf), filled+readAhead)])
-	if b.sums != nil {
-		b.sums.add(b.buf[filled : filled+k]) // while the bytes are in the CPU's cache
-	}
-	filled += k
-	// tusd's body reader reports every end, early or not, as io.EOF.
-	b.advance(filled, err != nil && filled < len(b.buf))
-}
-
-// detach takes the buffer back from the HTTP client, which may still be
-// reading after the request ended; it waits for bytes on loan (lend).
-func (b *fillBody) detach() {
-	b.mu.Lock()
-	b.detached = true
-	for b.lent > 0 {
-		b.returned.Wait()
-	}
-	b.mu.Unlock()
-	b.signal()
-}
-
-// complete waits until the buffer is full or the request body ended, and
-// reports whether it is full.
-func (b *fillBody) complete() bool {
-	<-b.full
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return !b.ended
-}
-
-func (b *fillBody) filledLen() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.filled
-}
+// bytesReaderOf is a request body of the bytes b.
+func bytesReaderOf(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -25,7 +25,7 @@ func TestFillBodyPassesOnATrickle(t *testing.T) {
 	for i := range buf {
 		buf[i] = byte(i)
 	}
-	b := newFillBody(buf, 0, nil)
+	b := newFillBody(buf, len(buf), 0, nil)
 	b.advance(1000, false)
 	got := make(chan int, 1)
 	go func() {
@@ -109,7 +109,7 @@ func TestCRCTrailerBody(t *testing.T) {
 			buf[i] = byte(i * 7)
 		}
 		want := wantAWSChunked(buf)
-		full := func() *fillBody { return newFillBody(buf, n, nil) }
+		full := func() *fillBody { return newFillBody(buf, len(buf), n, nil) }
 
 		read, err := io.ReadAll(newCRCTrailerBody(full()))
 		if err != nil || string(read) != want {
@@ -147,7 +147,7 @@ func TestCRCTrailerBody(t *testing.T) {
 // it are on loan to the S3 connection.
 func TestDetachWaitsForLoan(t *testing.T) {
 	buf := make([]byte, 1<<20)
-	b := newFillBody(buf, len(buf), nil)
+	b := newFillBody(buf, len(buf), len(buf), nil)
 	if _, err := b.lend(1000); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,203 @@
+package s3stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// state is an upload as stored in S3: its multipart upload's parts, and
+// the .part tail that holds the bytes after them while they are too few
+// for a part.
+//
+// A tail records where in the upload it starts (tailStartKey). It is kept
+// until the part that holds its bytes is stored, and counts only while it
+// starts where the parts end: once a part holds its bytes, a tail not yet
+// deleted is stale and counts for nothing. So every acknowledged byte is
+// always either in a part or in a counting tail, whatever request fails
+// and wherever the process dies; and none is counted twice.
+type state struct {
+	info      handler.FileInfo
+	parts     []types.CompletedPart
+	partsSize int64
+	first     int64 // size of part 1, if stored
+	tail      int64 // bytes of the tail that count
+	staleTail bool  // a .part object exists whose bytes are in parts
+	completed bool  // the multipart upload was completed (or aborted)
+}
+
+// offset is how many bytes of the upload are stored.
+func (st *state) offset() int64 {
+	if st.completed {
+		return st.info.Size
+	}
+	return st.partsSize + st.tail
+}
+
+// clone returns a copy whose parts can be appended to independently.
+func (st state) clone() state {
+	st.parts = append([]types.CompletedPart(nil), st.parts...)
+	return st
+}
+
+// tailStartKey is the S3 user metadata of a .part tail that holds the
+// upload offset of its first byte.
+const tailStartKey = "tusgate-tail-start"
+
+// tailStart reads tailStartKey from an object's user metadata; ok is false
+// for tails written before it existed, which always started where the parts
+// ended (the write that stored them had deleted the tail before).
+func tailStart(meta map[string]string) (start int64, ok bool, err error) {
+	for k, v := range meta {
+		if strings.EqualFold(k, tailStartKey) {
+			start, err = strconv.ParseInt(v, 10, 64)
+			if err != nil || start < 0 {
+				return 0, false, fmt.Errorf("the tail's %s is %q", tailStartKey, v)
+			}
+			return start, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// fetchState reads the upload id from S3: its .info, its parts (through
+// Objects, with s3backend's repairs) and its tail, side by side.
+func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
+	objectID, multipartID := splitID(id)
+	key := s.key(objectID)
+	var (
+		st                         state
+		wg                         sync.WaitGroup
+		infoErr, partsErr, tailErr error
+		tailSize                   int64
+		tailMeta                   map[string]string
+		tailFound                  bool
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		out, err := s.Objects.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key + ".info")})
+		if err != nil {
+			infoErr = err
+			return
+		}
+		defer out.Body.Close()
+		infoErr = json.NewDecoder(out.Body).Decode(&st.info)
+	}()
+	go func() {
+		defer wg.Done()
+		in := &s3.ListPartsInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID)}
+		for {
+			out, err := s.Objects.ListParts(ctx, in)
+			if err != nil {
+				partsErr = err
+				return
+			}
+			for _, p := range out.Parts {
+				if aws.ToInt32(p.PartNumber) != int32(len(st.parts)+1) {
+					partsErr = fmt.Errorf("s3stream: part %d of %s follows part %d", aws.ToInt32(p.PartNumber), objectID, len(st.parts))
+					return
+				}
+				st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
+				st.partsSize += aws.ToInt64(p.Size)
+				if len(st.parts) == 1 {
+					st.first = aws.ToInt64(p.Size)
+				}
+			}
+			if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
+				return
+			}
+			in.PartNumberMarker = out.NextPartNumberMarker
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		out, err := s.Objects.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key + ".part")})
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			tailErr = fmt.Errorf("s3stream: looking for the tail of %s: %w", objectID, err)
+		default:
+			tailFound, tailSize, tailMeta = true, aws.ToInt64(out.ContentLength), out.Metadata
+		}
+	}()
+	wg.Wait()
+
+	if infoErr != nil {
+		if isNotFound(infoErr) {
+			return st, handler.ErrNotFound
+		}
+		return st, fmt.Errorf("s3stream: reading the info of %s: %w", objectID, infoErr)
+	}
+	if partsErr != nil {
+		if isNoSuchUpload(partsErr) {
+			// The .info exists, the multipart upload does not: it was
+			// completed (safestore tells completed from aborted).
+			st.parts, st.partsSize, st.first = nil, 0, 0
+			st.completed = true
+			st.info.Offset = st.info.Size
+			return st, nil
+		}
+		return st, fmt.Errorf("s3stream: listing the parts of %s: %w", objectID, partsErr)
+	}
+	if tailErr != nil {
+		return st, tailErr
+	}
+	if tailFound {
+		start, ok, err := tailStart(tailMeta)
+		if err != nil {
+			return st, fmt.Errorf("s3stream: the tail of %s: %w", objectID, err)
+		}
+		if !ok {
+			start = st.partsSize
+		}
+		switch {
+		case start == st.partsSize:
+			st.tail = tailSize
+		case start < st.partsSize:
+			st.staleTail = true // its bytes are in the parts
+		default:
+			return st, fmt.Errorf("s3stream: the tail of %s starts at %d, after the %d bytes in parts", objectID, start, st.partsSize)
+		}
+	}
+	st.info.Offset = st.offset()
+	return st, nil
+}
+
+// isNotFound reports whether err is S3's answer for a missing object.
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	return errors.As(err, &nsk) || errors.As(err, &nf) || hasCode(err, "NoSuchKey", "NotFound")
+}
+
+// isNoSuchUpload reports whether err is S3's answer for a multipart upload
+// that was completed or aborted. (Some S3-compatible servers answer
+// NoSuchKey, as s3store notes.)
+func isNoSuchUpload(err error) bool {
+	var nsu *types.NoSuchUpload
+	return errors.As(err, &nsu) || hasCode(err, "NoSuchUpload") || isNotFound(err)
+}
+
+func hasCode(err error, codes ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
