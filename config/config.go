@@ -96,7 +96,9 @@ type Lifecycle struct {
 	// WebhookURLs receive a signed JSON POST for every lifecycle event.
 	WebhookURLs []string
 	// PreFinishURL, when set, must approve every upload before it is
-	// finished; its refusal deletes the upload.
+	// finished: a 2xx approves; only an explicit rejection (a 4xx with the
+	// JSON body {"reject": true}) deletes the upload; any other answer
+	// leaves it complete but unassembled, to be asked about again.
 	PreFinishURL string
 	// WebhookSecretFile holds the HMAC key signing webhooks.
 	WebhookSecretFile string

@@ -78,7 +78,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.Var(durationValue{&cfg.RedisLockLease}, "redis-lock-lease", "`lease` of an upload lock after its holder's last renewal (see docs/scaling.md)")
 	fs.StringVar(&cfg.RedisPasswordFile, "redis-password-file", cfg.RedisPasswordFile, "`file` holding the Redis password (or set TUSGATE_REDIS_PASSWORD)")
 	fs.Var(&listValue{p: &cfg.Lifecycle.WebhookURLs}, "webhook-url", "`URL` receiving signed lifecycle events (repeat for several)")
-	fs.StringVar(&cfg.Lifecycle.PreFinishURL, "pre-finish-url", cfg.Lifecycle.PreFinishURL, "`URL` that must approve each upload before it is finished")
+	fs.StringVar(&cfg.Lifecycle.PreFinishURL, "pre-finish-url", cfg.Lifecycle.PreFinishURL, "`URL` that must approve each upload before it is finished (2xx approves; only a 4xx with JSON {\"reject\": true} deletes it; see docs/lifecycle.md)")
 	fs.StringVar(&cfg.Lifecycle.WebhookSecretFile, "webhook-secret-file", cfg.Lifecycle.WebhookSecretFile, "`file` holding the webhook signing secret (or set TUSGATE_WEBHOOK_SECRET)")
 	fs.Var(durationValue{&cfg.Lifecycle.WebhookTimeout}, "webhook-timeout", "`duration` each webhook request may take")
 	fs.Var(durationValue{&cfg.Lifecycle.UploadTTL}, "upload-ttl", "idle `duration` after which an unfinished upload expires (0: never)")
