@@ -177,6 +177,14 @@ type OIDC struct {
 	ClientID string
 }
 
+// SaveReserve is the part of ShutdownTimeout kept for interrupted requests
+// to save what they received: a third, at most 10s. tusd gives a request
+// interrupted for any reason (shutdown, a lock release request) this long
+// to finish its write.
+func (c *Config) SaveReserve() time.Duration {
+	return min(c.ShutdownTimeout/3, 10*time.Second)
+}
+
 // AuthEnabled reports whether requests are authenticated.
 func (c *Config) AuthEnabled() bool { return !c.InsecureNoAuth }
 

@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 
 	// Interrupted requests get this long to save what they received; the
 	// rest of the shutdown budget lets them finish on their own.
-	reserve := saveReserve(cfg.ShutdownTimeout)
+	reserve := cfg.SaveReserve()
 	tusLog := tusLogger(log.Handler()).With("component", "tusd")
 	tus, err := handler.NewHandler(handler.Config{
 		StoreComposer:                    composer,
@@ -417,7 +417,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) shutdown() error {
 	start := time.Now()
 	budget := s.cfg.ShutdownTimeout
-	reserve := saveReserve(budget)
+	reserve := s.cfg.SaveReserve()
 	s.ready.SetShuttingDown()
 	s.log.Info("shutting down: letting uploads in flight finish", "grace", budget-reserve, "save_reserve", reserve)
 
@@ -441,12 +441,6 @@ func (s *Server) shutdown() error {
 	s.close()
 	s.log.Info("shutdown complete", "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// saveReserve is the part of the shutdown budget kept for interrupted
-// requests to save what they received: a third, at most 10s.
-func saveReserve(budget time.Duration) time.Duration {
-	return min(budget/3, 10*time.Second)
 }
 
 func (s *Server) close() {
