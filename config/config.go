@@ -33,7 +33,8 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, make the listener serve HTTPS.
 	TLSCert, TLSKey string
 	// MetricsListen, when set, serves /metrics on this separate host:port
-	// (and not on Listen).
+	// (and not on Listen), and a /readyz that says why a dependency is
+	// unavailable (the public one names only the dependency).
 	MetricsListen string
 	// Pprof serves Go's profiling endpoints under /debug/pprof/ on
 	// MetricsListen (never on Listen: profiles reveal internals).

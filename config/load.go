@@ -49,7 +49,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", cfg.BehindProxy, "trust X-Forwarded-Host/-Proto and Forwarded headers")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate `file` to serve HTTPS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key `file` to serve HTTPS (with --tls-cert)")
-	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "separate `host:port` for /metrics (default: on --listen)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "separate `host:port` for /metrics (default: on --listen) and a /readyz that gives reasons")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go profiles under /debug/pprof/ on --metrics-listen (which it needs)")
 	fs.BoolVar(&cfg.DisableDownload, "disable-download", cfg.DisableDownload, "refuse GET requests for uploads")
 	fs.BoolVar(&cfg.IETFDraft, "ietf-draft", cfg.IETFDraft, "also accept the IETF resumable-upload draft protocol")

@@ -143,6 +143,9 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	} else {
 		mm := http.NewServeMux()
 		mm.Handle("GET /metrics", metricsHandler)
+		// The public /readyz names only the failing dependency; operators
+		// get its error here (and in the log).
+		mm.Handle("GET /readyz", s.ready.Detailed())
 		if cfg.Pprof {
 			mm.HandleFunc("/debug/pprof/", pprof.Index)
 			mm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

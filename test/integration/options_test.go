@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,9 +41,14 @@ func TestS3OverHTTPSWithPrivateCA(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	g2 := startGate(t, env, "--s3-bucket", testBucket, "--data-dir", t.TempDir())
-	if r := do(t, "GET", g2.URL+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "certificate") {
+	metrics := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	g2 := startGate(t, env, "--s3-bucket", testBucket, "--data-dir", t.TempDir(), "--metrics-listen", metrics)
+	if r := do(t, "GET", g2.URL+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || r.Body != "s3: unavailable\n" {
 		t.Fatalf("readyz without the CA: %d %q", r.Status, r.Body)
+	}
+	// Operators see why on the metrics listener.
+	if r := do(t, "GET", "http://"+metrics+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "certificate") {
+		t.Fatalf("readyz on the metrics listener without the CA: %d %q", r.Status, r.Body)
 	}
 }
 
