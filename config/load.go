@@ -108,11 +108,39 @@ func Flags(cfg *Config) *flag.FlagSet {
 // returned error is flag.ErrHelp for -h/--help, or Problems listing every
 // mistake found.
 func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, problems, err := read(args, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, cfg.Validate()...)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+// Read gathers the settings from the same sources as Load, in the same
+// order, but does not validate them (nor read the secret files they name):
+// for commands that need a few of the server's settings, such as the
+// address tusgate healthcheck probes. The error is flag.ErrHelp, or
+// Problems if a flag, variable or the file cannot be parsed.
+func Read(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, problems, err := read(args, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+func read(args []string, lookupEnv func(string) (string, bool)) (*Config, Problems, error) {
 	cfg := Default()
 	fs := Flags(&cfg)
 	fromFlag, problems, err := parseArgs(fs, args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	fromEnv := map[string]bool{}
@@ -142,12 +170,7 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 			return fromFlag[name] || fromEnv[name]
 		})...)
 	}
-
-	problems = append(problems, cfg.Validate()...)
-	if len(problems) > 0 {
-		return nil, problems
-	}
-	return &cfg, nil
+	return &cfg, problems, nil
 }
 
 // parseArgs sets the flags named in args, collecting every bad value rather
@@ -276,6 +299,7 @@ Usage:
   tusgate [flags]        serve uploads
   tusgate version        print the version
   tusgate healthcheck    exit 0 if the server on --listen answers /healthz
+                         (reads the same flags, TUSGATE_* and --config file)
 
 Every flag can also be set in the environment as TUSGATE_<FLAG> (e.g.
 TUSGATE_S3_BUCKET) or in the YAML file given by --config (key: flag name).

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,6 +78,14 @@ func TestServeTLS(t *testing.T) {
 	code, out := runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "https://"), "TUSGATE_TLS_CERT=" + cert}, "healthcheck")
 	if code != 0 {
 		t.Fatalf("healthcheck over TLS: %d %s", code, out)
+	}
+	// Also when both come from the server's config file.
+	cfgFile := filepath.Join(t.TempDir(), "tusgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte("listen: "+strings.TrimPrefix(g.URL, "https://")+"\ntls-cert: "+cert+"\ntls-key: "+key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runGate(t, []string{"TUSGATE_CONFIG=" + cfgFile}, "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck over TLS with TUSGATE_CONFIG: %d %s", code, out)
 	}
 	// A mismatched key pair is a start-up error naming the flags.
 	_, otherCert, _ := testenv.Certs(t)

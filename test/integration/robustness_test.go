@@ -338,6 +338,17 @@ func TestHealthcheckCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("healthcheck against a running server: exit %d %s", code, out)
 	}
+	// A container configured by a file health-checks the address in it.
+	cfgFile := filepath.Join(t.TempDir(), "tusgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte("listen: "+strings.TrimPrefix(g.URL, "http://")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runGate(t, []string{"TUSGATE_CONFIG=" + cfgFile}, "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck with TUSGATE_CONFIG: exit %d %s", code, out)
+	}
+	if code, out := runGate(t, nil, "healthcheck", "--config", cfgFile); code != 0 {
+		t.Fatalf("healthcheck --config: exit %d %s", code, out)
+	}
 	g.Kill()
 	code, _ = runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "http://")}, "healthcheck")
 	if code == 0 {
