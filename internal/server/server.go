@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
 		uploads = uploadExpires(ttl, time.Now, uploads)
 	}
-	uploads = checkRequestHeaders(cfg.IETFDraft, uploads)
+	uploads = checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, uploads)
 	if authenticate != nil {
 		uploads = authenticate(uploads)
 	}
