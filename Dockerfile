@@ -54,8 +54,9 @@ VOLUME /data
 EXPOSE 8080
 USER nonroot:nonroot
 
-# "tusgate healthcheck" asks GET /healthz on TUSGATE_LISTEN (loopback for
-# :8080), over HTTPS when TUSGATE_TLS_CERT is set. It does not read --config.
+# "tusgate healthcheck" asks GET /healthz on the server's --listen (loopback
+# for :8080), over HTTPS with --tls-cert, read from TUSGATE_* and the file of
+# TUSGATE_CONFIG (it does not see the server's arguments: use the variable).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s \
     CMD ["/usr/local/bin/tusgate", "healthcheck"]
 

@@ -33,7 +33,8 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, make the listener serve HTTPS.
 	TLSCert, TLSKey string
 	// MetricsListen, when set, serves /metrics on this separate host:port
-	// (and not on Listen).
+	// (and not on Listen), and a /readyz that says why a dependency is
+	// unavailable (the public one names only the dependency).
 	MetricsListen string
 	// Pprof serves Go's profiling endpoints under /debug/pprof/ on
 	// MetricsListen (never on Listen: profiles reveal internals).
@@ -96,7 +97,9 @@ type Lifecycle struct {
 	// WebhookURLs receive a signed JSON POST for every lifecycle event.
 	WebhookURLs []string
 	// PreFinishURL, when set, must approve every upload before it is
-	// finished; its refusal deletes the upload.
+	// finished: a 2xx approves; only an explicit rejection (a 4xx with the
+	// JSON body {"reject": true}) deletes the upload; any other answer
+	// leaves it complete but unassembled, to be asked about again.
 	PreFinishURL string
 	// WebhookSecretFile holds the HMAC key signing webhooks.
 	WebhookSecretFile string
@@ -173,6 +176,14 @@ type OIDC struct {
 	// ClientID is the public client ID of the browser application, handed
 	// to the example pages for their Auth0 login.
 	ClientID string
+}
+
+// SaveReserve is the part of ShutdownTimeout kept for interrupted requests
+// to save what they received: a third, at most 10s. tusd gives a request
+// interrupted for any reason (shutdown, a lock release request) this long
+// to finish its write.
+func (c *Config) SaveReserve() time.Duration {
+	return min(c.ShutdownTimeout/3, 10*time.Second)
 }
 
 // AuthEnabled reports whether requests are authenticated.

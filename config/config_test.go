@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,45 @@ func TestLifecycleSettings(t *testing.T) {
 	}
 	if strings.Contains(msg, "u:p@") {
 		t.Errorf("problems show webhook credentials:\n%s", msg)
+	}
+}
+
+// The Redis lock lease must outlive the renewal interval and timeout, the
+// save reserve of interrupted requests (a third of --shutdown-timeout, at
+// most 10s) and the pause allowance; the problem says what to set.
+func TestRedisLockLeaseMargin(t *testing.T) {
+	redis := []string{"--insecure-no-auth", "--redis-url", "redis://127.0.0.1:6379/0"}
+	for _, tc := range []struct {
+		args []string
+		want string // "" when valid
+	}{
+		{nil, ""}, // 30s and 25s: 5s + 1s + 8.3s + 2s
+		{[]string{"--redis-lock-lease", "14s"}, ""}, // 2.3s + 1s + 8.3s + 2s
+		{[]string{"--redis-lock-lease", "13s"}, "set --redis-lock-lease to at least 14s, or lower --shutdown-timeout"},
+		{[]string{"--redis-lock-lease", "3s"}, "--redis-lock-lease 3s is too short"},
+		{[]string{"--redis-lock-lease", "2s", "--shutdown-timeout", "1s"}, "at least 4s"},
+		{[]string{"--redis-lock-lease", "4s", "--shutdown-timeout", "1s"}, ""},
+		{[]string{"--redis-lock-lease", "5s", "--shutdown-timeout", "3s"}, ""},
+		{[]string{"--redis-lock-lease", "15s", "--shutdown-timeout", "2m"}, "at least 16s"}, // the reserve stops at 10s
+		{[]string{"--redis-lock-lease", "16s", "--shutdown-timeout", "2m"}, ""},
+		{[]string{"--redis-lock-lease", "11m"}, "--redis-lock-lease 11m0s must be at most 10m"},
+	} {
+		_, err := Load(append(slices.Clone(redis), tc.args...), env())
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.args, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: %v, want a problem containing %q", tc.args, err, tc.want)
+		}
+	}
+	// Without Redis the lease is unused and not checked.
+	if _, err := Load([]string{"--insecure-no-auth", "--redis-lock-lease", "3s"}, env()); err != nil {
+		t.Errorf("lease without --redis-url: %v", err)
+	}
+	// It is listed with the other problems.
+	_, err := Load(append(slices.Clone(redis), "--redis-lock-lease", "3s", "--log-format", "xml"), env())
+	var p Problems
+	if !errors.As(err, &p) || len(p) != 2 {
+		t.Errorf("problems: %v", err)
 	}
 }

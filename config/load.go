@@ -49,7 +49,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", cfg.BehindProxy, "trust X-Forwarded-Host/-Proto and Forwarded headers")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "PEM certificate `file` to serve HTTPS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "PEM private key `file` to serve HTTPS (with --tls-cert)")
-	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "separate `host:port` for /metrics (default: on --listen)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "separate `host:port` for /metrics (default: on --listen) and a /readyz that gives reasons")
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go profiles under /debug/pprof/ on --metrics-listen (which it needs)")
 	fs.BoolVar(&cfg.DisableDownload, "disable-download", cfg.DisableDownload, "refuse GET requests for uploads")
 	fs.BoolVar(&cfg.IETFDraft, "ietf-draft", cfg.IETFDraft, "also accept the IETF resumable-upload draft protocol")
@@ -78,7 +78,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.Var(durationValue{&cfg.RedisLockLease}, "redis-lock-lease", "`lease` of an upload lock after its holder's last renewal (see docs/scaling.md)")
 	fs.StringVar(&cfg.RedisPasswordFile, "redis-password-file", cfg.RedisPasswordFile, "`file` holding the Redis password (or set TUSGATE_REDIS_PASSWORD)")
 	fs.Var(&listValue{p: &cfg.Lifecycle.WebhookURLs}, "webhook-url", "`URL` receiving signed lifecycle events (repeat for several)")
-	fs.StringVar(&cfg.Lifecycle.PreFinishURL, "pre-finish-url", cfg.Lifecycle.PreFinishURL, "`URL` that must approve each upload before it is finished")
+	fs.StringVar(&cfg.Lifecycle.PreFinishURL, "pre-finish-url", cfg.Lifecycle.PreFinishURL, "`URL` that must approve each upload before it is finished (2xx approves; only a 4xx with JSON {\"reject\": true} deletes it; see docs/lifecycle.md)")
 	fs.StringVar(&cfg.Lifecycle.WebhookSecretFile, "webhook-secret-file", cfg.Lifecycle.WebhookSecretFile, "`file` holding the webhook signing secret (or set TUSGATE_WEBHOOK_SECRET)")
 	fs.Var(durationValue{&cfg.Lifecycle.WebhookTimeout}, "webhook-timeout", "`duration` each webhook request may take")
 	fs.Var(durationValue{&cfg.Lifecycle.UploadTTL}, "upload-ttl", "idle `duration` after which an unfinished upload expires (0: never)")
@@ -108,11 +108,39 @@ func Flags(cfg *Config) *flag.FlagSet {
 // returned error is flag.ErrHelp for -h/--help, or Problems listing every
 // mistake found.
 func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, problems, err := read(args, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, cfg.Validate()...)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+// Read gathers the settings from the same sources as Load, in the same
+// order, but does not validate them (nor read the secret files they name):
+// for commands that need a few of the server's settings, such as the
+// address tusgate healthcheck probes. The error is flag.ErrHelp, or
+// Problems if a flag, variable or the file cannot be parsed.
+func Read(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, problems, err := read(args, lookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+func read(args []string, lookupEnv func(string) (string, bool)) (*Config, Problems, error) {
 	cfg := Default()
 	fs := Flags(&cfg)
 	fromFlag, problems, err := parseArgs(fs, args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	fromEnv := map[string]bool{}
@@ -142,12 +170,7 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 			return fromFlag[name] || fromEnv[name]
 		})...)
 	}
-
-	problems = append(problems, cfg.Validate()...)
-	if len(problems) > 0 {
-		return nil, problems
-	}
-	return &cfg, nil
+	return &cfg, problems, nil
 }
 
 // parseArgs sets the flags named in args, collecting every bad value rather
@@ -276,6 +299,7 @@ Usage:
   tusgate [flags]        serve uploads
   tusgate version        print the version
   tusgate healthcheck    exit 0 if the server on --listen answers /healthz
+                         (reads the same flags, TUSGATE_* and --config file)
 
 Every flag can also be set in the environment as TUSGATE_<FLAG> (e.g.
 TUSGATE_S3_BUCKET) or in the YAML file given by --config (key: flag name).

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tusgate/tusgate/internal/locker/redislocker"
 )
 
 // Limits S3 imposes on multipart uploads.
@@ -200,8 +202,16 @@ func (c *Config) validateRedis() Problems {
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 		p = append(p, fmt.Sprintf("--redis-url must look like redis://host:6379/0 or rediss://host:6380/0 (got %q)", redactURL(c.RedisURL)))
 	}
-	if c.RedisLockLease < 2*time.Second || c.RedisLockLease > 10*time.Minute {
-		p = append(p, fmt.Sprintf("--redis-lock-lease %v must be between 2s and 10m (default 30s)", c.RedisLockLease))
+	if c.RedisLockLease > maxRedisLockLease {
+		p = append(p, fmt.Sprintf("--redis-lock-lease %v must be at most 10m (default 30s)", c.RedisLockLease))
+	} else if !c.leaseIsSafe(c.RedisLockLease) {
+		renewal := redislocker.RenewalWindow(c.RedisLockLease)
+		p = append(p, fmt.Sprintf("--redis-lock-lease %v is too short for --shutdown-timeout %v: a lock must outlast what its holder "+
+			"may still write after its last renewal: the renewal interval and timeout (%v), the save reserve of interrupted requests "+
+			"(%v, a third of --shutdown-timeout, at most 10s) and %v for a part upload under way and pauses (see docs/scaling.md); "+
+			"set --redis-lock-lease to at least %v, or lower --shutdown-timeout",
+			c.RedisLockLease, c.ShutdownTimeout, renewal.Round(time.Millisecond), c.SaveReserve().Round(time.Millisecond),
+			lockPauseAllowance, c.minRedisLockLease()))
 	}
 	if c.RedisPasswordFile != "" {
 		b, err := os.ReadFile(c.RedisPasswordFile)
@@ -212,6 +222,34 @@ func (c *Config) validateRedis() Problems {
 		}
 	}
 	return p
+}
+
+// Bounds of --redis-lock-lease.
+const (
+	maxRedisLockLease = 10 * time.Minute
+	// lockPauseAllowance is P of the lease rule in
+	// internal/locker/redislocker: a part upload already under way when
+	// a holder learns that its lease is lost, and pauses of the process
+	// (garbage collection, a starved CPU). Slow links to S3 need more,
+	// which only a longer lease gives.
+	lockPauseAllowance = 2 * time.Second
+)
+
+// leaseIsSafe reports whether a Redis lock lease outlives everything its
+// holder may still do after its last successful renewal (the rule at the
+// top of internal/locker/redislocker): lease > Renew + R + G + P.
+func (c *Config) leaseIsSafe(lease time.Duration) bool {
+	return lease > redislocker.RenewalWindow(lease)+c.SaveReserve()+lockPauseAllowance
+}
+
+// minRedisLockLease is the shortest safe lease in whole seconds.
+func (c *Config) minRedisLockLease() time.Duration {
+	for l := time.Second; l < maxRedisLockLease; l += time.Second {
+		if c.leaseIsSafe(l) {
+			return l
+		}
+	}
+	return maxRedisLockLease
 }
 
 // minWebhookSecret is the shortest signing secret accepted.

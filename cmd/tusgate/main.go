@@ -44,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "tusgate", versionString())
 			return exitOK
 		case "healthcheck":
-			return healthcheck(args[1:], stderr)
+			return healthcheck(args[1:], os.LookupEnv, stderr)
 		case "help":
 			config.Usage(stdout)
 			return exitOK
@@ -102,23 +102,17 @@ func versionString() string {
 }
 
 // healthcheck asks the local server's /healthz, for container HEALTHCHECKs
-// in images without curl. It reads the same settings as the server, so
-// TUSGATE_LISTEN and --tls-cert apply.
-func healthcheck(args []string, stderr io.Writer) int {
-	cfg := config.Default()
-	fs := config.Flags(&cfg)
+// in images without curl. It reads the server's settings from the same
+// sources in the same order (flags > TUSGATE_* > the --config or
+// TUSGATE_CONFIG file > defaults), so a server configured by any of them
+// is probed on its --listen address, over HTTPS with --tls-cert.
+func healthcheck(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
 	// Container runtimes reserve exit code 2 in health checks: every
 	// failure here exits 1.
-	if err := fs.Parse(args); err != nil {
+	cfg, err := config.Read(args, lookupEnv)
+	if err != nil {
 		fmt.Fprintln(stderr, "tusgate healthcheck:", err)
 		return exitUnready
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, name := range []string{"listen", "tls-cert", "base-path"} {
-		if v, ok := os.LookupEnv(config.EnvName(name)); ok && !set[name] {
-			_ = fs.Set(name, v)
-		}
 	}
 	host, port, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {

@@ -1,5 +1,6 @@
 // Package readiness tracks whether tusgate's dependencies answer, probing
-// them in the background, and serves the result as /readyz.
+// them in the background, and serves the result as /readyz: publicly only
+// the state and which dependency fails, with the errors for operators.
 package readiness
 
 import (
@@ -124,12 +125,40 @@ func (c *Checker) SetShuttingDown() {
 	c.mu.Unlock()
 }
 
-// Status reports whether everything is ready, and if not, why, in one line.
+// Status reports whether everything is ready, and if not, why, in one line:
+// "shutting down", or the first failing dependency's name and error. The
+// error may name endpoints and addresses: keep it off public answers.
 func (c *Checker) Status() (bool, string) {
+	ok, name, err := c.state()
+	switch {
+	case ok:
+		return true, "ok"
+	case name == "":
+		return false, "shutting down"
+	}
+	return false, name + ": " + strings.TrimPrefix(err.Error(), name+": ")
+}
+
+// PublicStatus is Status without the error: "ok", "shutting down" or
+// "<dependency>: unavailable".
+func (c *Checker) PublicStatus() (bool, string) {
+	ok, name, _ := c.state()
+	switch {
+	case ok:
+		return true, "ok"
+	case name == "":
+		return false, "shutting down"
+	}
+	return false, name + ": unavailable"
+}
+
+// state returns whether everything is ready, else the first failing
+// dependency and its error (none while shutting down).
+func (c *Checker) state() (ok bool, name string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.shuttingDown {
-		return false, "shutting down"
+		return false, "", nil
 	}
 	for _, name := range c.names {
 		err := c.errs[name]
@@ -137,10 +166,10 @@ func (c *Checker) Status() (bool, string) {
 			err = state()
 		}
 		if err != nil {
-			return false, name + ": " + strings.TrimPrefix(err.Error(), name+": ")
+			return false, name, err
 		}
 	}
-	return true, "ok"
+	return true, "", nil
 }
 
 // Err returns the named dependency's last known error.
@@ -153,9 +182,21 @@ func (c *Checker) Err(name string) error {
 	return c.errs[name]
 }
 
-// ServeHTTP answers 200 "ok" when ready and 503 with the reason otherwise.
+// ServeHTTP answers 200 "ok" when ready and 503 otherwise, with only the
+// state and the dependency concerned (PublicStatus), as the public /readyz.
+// The errors themselves go to the log (see Set) and to Detailed.
 func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ok, reason := c.Status()
+	serve(w, c.PublicStatus)
+}
+
+// Detailed answers like ServeHTTP, but with the failing dependency's error
+// (Status), for the private metrics listener.
+func (c *Checker) Detailed() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(w, c.Status) })
+}
+
+func serve(w http.ResponseWriter, status func() (bool, string)) {
+	ok, reason := status()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ok {

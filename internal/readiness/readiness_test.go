@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,7 +20,7 @@ func TestChecker(t *testing.T) {
 	c.Add("s3", func(context.Context) error { return <-probeErr }, down)
 
 	w := httptest.NewRecorder()
-	c.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	c.Detailed().ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
 	if w.Code != 503 || w.Body.String() != "s3: connection refused\n" || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("not ready: %d %q", w.Code, w.Body.String())
 	}
@@ -39,5 +41,42 @@ func TestChecker(t *testing.T) {
 	c.SetShuttingDown()
 	if ok, reason := c.Status(); ok || reason != "shutting down" {
 		t.Fatalf("shutting down: %v %q", ok, reason)
+	}
+}
+
+// The public answer names the dependency and its state, never the error,
+// which may hold endpoints and addresses; the detailed one has the error.
+func TestPublicAnswerHidesDetails(t *testing.T) {
+	c := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.Add("data-dir", func(context.Context) error { return nil }, nil)
+	c.Add("s3", func(context.Context) error { return nil }, errors.New("S3 at https://10.1.2.3:9000 is unreachable: dial tcp 10.1.2.3:9000: connection refused"))
+	c.AddLive("oidc", func() error { return nil })
+
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if w.Code != 503 || w.Body.String() != "s3: unavailable\n" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("public answer: %d %q", w.Code, w.Body.String())
+	}
+	w = httptest.NewRecorder()
+	c.Detailed().ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+	if w.Code != 503 || !strings.HasPrefix(w.Body.String(), "s3: S3 at https://10.1.2.3:9000 is unreachable") || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("detailed answer: %d %q", w.Code, w.Body.String())
+	}
+
+	c.Set("s3", nil)
+	for _, h := range []http.Handler{c, c.Detailed()} {
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		if w.Code != 200 || w.Body.String() != "ok\n" {
+			t.Fatalf("ready: %d %q", w.Code, w.Body.String())
+		}
+	}
+	c.SetShuttingDown()
+	for _, h := range []http.Handler{c, c.Detailed()} {
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		if w.Code != 503 || w.Body.String() != "shutting down\n" {
+			t.Fatalf("shutting down: %d %q", w.Code, w.Body.String())
+		}
 	}
 }

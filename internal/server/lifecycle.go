@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -245,64 +243,6 @@ func (l *lifecycle) Finishing(ctx context.Context, info handler.FileInfo) error 
 		}
 	}
 	return l.enqueue(ctx, l.event(webhook.TypeFinished, webhook.StableEventID("finished", info.ID), info))
-}
-
-// errApprovalUnavailable answers while the pre-finish URL cannot decide.
-var errApprovalUnavailable = handler.Error{
-	ErrorCode: "ERR_APPROVAL_UNAVAILABLE",
-	Message:   "the application could not approve this upload yet; retry later",
-	HTTPResponse: handler.HTTPResponse{
-		StatusCode: http.StatusServiceUnavailable,
-		Body:       "ERR_APPROVAL_UNAVAILABLE: the application could not approve this upload yet; retry later\n",
-		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
-	},
-}
-
-// approve calls the pre-finish URL. 2xx approves; 4xx rejects with the
-// application's status and message; anything else (5xx, no answer) leaves
-// the upload unfinished for the client to retry.
-func (l *lifecycle) approve(ctx context.Context, url string, info handler.FileInfo) error {
-	ev := l.event(webhook.TypePreFinish, webhook.NewEventID(), info)
-	// The client's cancellation must not turn into a rejection.
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.s.cfg.Lifecycle.WebhookTimeout)
-	defer cancel()
-	status, body, err := webhook.Call(callCtx, l.client, url, l.secret, ev, l.clock.Now(), userAgent)
-	switch {
-	case err != nil:
-		l.s.log.WarnContext(ctx, "pre-finish URL did not answer; the upload stays unfinished", "id", info.ID, "error", err.Error())
-		return errApprovalUnavailable
-	case status >= 200 && status < 300:
-		return nil
-	case status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
-		msg := cleanMessage(body)
-		if msg == "" {
-			msg = "the application rejected this upload"
-		}
-		return &safestore.Rejection{Err: handler.NewError("ERR_UPLOAD_REJECTED", msg, status)}
-	default:
-		l.s.log.WarnContext(ctx, "pre-finish URL failed; the upload stays unfinished", "id", info.ID, "status", status)
-		return errApprovalUnavailable
-	}
-}
-
-// cleanMessage makes an application's rejection text safe to relay: one
-// line of printable characters, at most 500 bytes.
-func cleanMessage(body []byte) string {
-	s := strings.ToValidUTF8(string(body), "")
-	s = strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		if !unicode.IsPrint(r) {
-			return -1
-		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 500 {
-		s = strings.ToValidUTF8(s[:500], "")
-	}
-	return s
 }
 
 // Terminating stores the upload.terminated event before the upload is

@@ -98,8 +98,9 @@ func isDraft(enabled bool, r *http.Request) bool {
 //     Content-Disposition tusd could not parse (tusd answers those with a
 //     500 carrying the parser's message);
 //   - Upload-Metadata sent more than once;
-//   - Upload-Concat naming more than maxConcatParts uploads, or one twice.
-func checkRequestHeaders(draftEnabled bool, next http.Handler) http.Handler {
+//   - Upload-Concat naming more than maxConcatParts uploads, or one upload
+//     twice (compared as the upload IDs tusd resolves under basePath).
+func checkRequestHeaders(draftEnabled bool, basePath string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && isDraft(draftEnabled, r) {
 			for _, name := range []string{"Content-Type", "Content-Disposition"} {
@@ -116,22 +117,50 @@ func checkRequestHeaders(draftEnabled bool, next http.Handler) http.Handler {
 			return
 		}
 		if list, ok := strings.CutPrefix(r.Header.Get("Upload-Concat"), "final;"); ok {
-			parts := strings.Fields(list)
-			seen := make(map[string]bool, len(parts))
-			for _, p := range parts {
-				if seen[p] {
+			ids := concatIDs(list, basePath)
+			if len(ids) > maxConcatParts {
+				tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_CONCAT", fmt.Sprintf("Upload-Concat may name at most %d uploads", maxConcatParts))
+				return
+			}
+			seen := make(map[string]bool, len(ids))
+			for _, id := range ids {
+				if id == "" {
+					continue // tusd answers 404 for the whole list
+				}
+				if seen[id] {
 					tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_CONCAT", "Upload-Concat names an upload twice")
 					return
 				}
-				seen[p] = true
-			}
-			if len(parts) > maxConcatParts {
-				tuserror.Write(w, r, http.StatusBadRequest, "ERR_INVALID_CONCAT", fmt.Sprintf("Upload-Concat may name at most %d uploads", maxConcatParts))
-				return
+				seen[id] = true
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// concatIDs resolves the list of an "Upload-Concat: final;<list>" header to
+// upload IDs the way tusd does (parseConcat and extractIDFromURL in its
+// pkg/handler/unrouted_handler.go): the list is split at spaces and empty
+// names are skipped; a name's ID is what follows the first occurrence of
+// basePath, without leading or trailing slashes. So scheme, host and
+// whatever precedes the base path do not matter: https://a.example/files/x/,
+// /files/x and /files//x all name x. A name without the base path, which
+// tusd answers with 404, gives "".
+func concatIDs(list, basePath string) []string {
+	var ids []string
+	for name := range strings.SplitSeq(list, " ") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		_, id, ok := strings.Cut(name, basePath)
+		if !ok {
+			ids = append(ids, "")
+			continue
+		}
+		ids = append(ids, strings.Trim(id, "/"))
+	}
+	return ids
 }
 
 // recoverPanics turns a panic in a handler into a 500 (423 on HEAD, by the

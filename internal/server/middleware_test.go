@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -144,5 +145,40 @@ func TestGuardMakesInterruptionsRetryable(t *testing.T) {
 	w = serve(guard(tusdError(handler.ErrInvalidOffset)), http.MethodPatch, "/files/x", nil)
 	if w.Code != 400 || !strings.HasPrefix(w.Body.String(), "ERR_INVALID_OFFSET") {
 		t.Fatalf("400: %d %q", w.Code, w.Body.String())
+	}
+}
+
+// Upload-Concat names are compared as the upload IDs tusd resolves them to,
+// so that no spelling of a URL lets one upload be named twice.
+func TestConcatDuplicatesByUploadID(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	h := checkRequestHeaders(true, "/files/", next)
+	var many []string
+	for i := range maxConcatParts {
+		many = append(many, "/files/o/"+strconv.Itoa(i))
+	}
+	for _, tc := range []struct {
+		list string
+		want int
+	}{
+		{"/files/o/a /files/o/b", http.StatusCreated},
+		{"https://up.example/files/o/a http://127.0.0.1:8080/files/o/b", http.StatusCreated},
+		{"/files/o/a /files/o/a", http.StatusBadRequest},
+		{"https://up.example/files/o/a /files/o/a", http.StatusBadRequest},
+		{"/files/o/a https://other.example/files/o/a", http.StatusBadRequest},
+		{"/files/o/a /files/o/a/", http.StatusBadRequest},
+		{"/files/o/a /files//o/a//", http.StatusBadRequest},
+		{"/files/o/a   /prefix/files/o/a", http.StatusBadRequest}, // tusd cuts at the first /files/
+		{"/files/o/a\t/files/o/a", http.StatusCreated},            // one name for tusd: split at spaces only
+		{"/files/o/a /elsewhere/o/a", http.StatusCreated},         // tusd answers 404 for the second
+		{"/files/o/A /files/o/a", http.StatusCreated},             // IDs are case-sensitive
+		{strings.Join(many, " "), http.StatusCreated},
+		{strings.Join(append(many, "/files/o/x"), " "), http.StatusBadRequest},
+		{strings.Join(append(many, "", " "), "  "), http.StatusCreated}, // empty names are skipped, as tusd does
+	} {
+		w := serve(h, http.MethodPost, "/files/", map[string]string{"Upload-Concat": "final;" + tc.list})
+		if w.Code != tc.want {
+			t.Errorf("final;%.80s: %d %q, want %d", tc.list, w.Code, w.Body.String(), tc.want)
+		}
 	}
 }

@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 
 	// Interrupted requests get this long to save what they received; the
 	// rest of the shutdown budget lets them finish on their own.
-	reserve := saveReserve(cfg.ShutdownTimeout)
+	reserve := cfg.SaveReserve()
 	tusLog := tusLogger(log.Handler()).With("component", "tusd")
 	tus, err := handler.NewHandler(handler.Config{
 		StoreComposer:                    composer,
@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
 		uploads = uploadExpires(ttl, time.Now, uploads)
 	}
-	uploads = checkRequestHeaders(cfg.IETFDraft, uploads)
+	uploads = checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, uploads)
 	if authenticate != nil {
 		uploads = authenticate(uploads)
 	}
@@ -143,6 +143,9 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	} else {
 		mm := http.NewServeMux()
 		mm.Handle("GET /metrics", metricsHandler)
+		// The public /readyz names only the failing dependency; operators
+		// get its error here (and in the log).
+		mm.Handle("GET /readyz", s.ready.Detailed())
 		if cfg.Pprof {
 			mm.HandleFunc("/debug/pprof/", pprof.Index)
 			mm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -417,7 +420,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) shutdown() error {
 	start := time.Now()
 	budget := s.cfg.ShutdownTimeout
-	reserve := saveReserve(budget)
+	reserve := s.cfg.SaveReserve()
 	s.ready.SetShuttingDown()
 	s.log.Info("shutting down: letting uploads in flight finish", "grace", budget-reserve, "save_reserve", reserve)
 
@@ -441,12 +444,6 @@ func (s *Server) shutdown() error {
 	s.close()
 	s.log.Info("shutdown complete", "took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// saveReserve is the part of the shutdown budget kept for interrupted
-// requests to save what they received: a third, at most 10s.
-func saveReserve(budget time.Duration) time.Duration {
-	return min(budget/3, 10*time.Second)
 }
 
 func (s *Server) close() {

@@ -129,29 +129,37 @@ func checkURL(target string) error {
 // maxCallBody is how much of a response body Call returns.
 const maxCallBody = 4 << 10
 
+// Reply is a receiver's answer to Call.
+type Reply struct {
+	Status int
+	// ContentType is the answer's Content-Type header.
+	ContentType string
+	// Body holds up to 4 KiB of the answer's body.
+	Body []byte
+}
+
 // Call posts ev synchronously to url, signed like deliveries with the
-// timestamp now, and returns the response status and up to 4 KiB of its
-// body; it is how the pre-finish approval hook asks for a decision. err is
-// set only for failures to build, send or read the request, never for a
-// status. A nil client means one like the Dispatcher's default: 10 s
-// timeout, redirects not followed.
-func Call(ctx context.Context, client *http.Client, url string, secret []byte, ev Event, now time.Time, userAgent string) (status int, body []byte, err error) {
+// timestamp now, and returns the answer; it is how the pre-finish approval
+// hook asks for a decision. err is set only for failures to build, send or
+// read the request, never for a status. A nil client means one like the
+// Dispatcher's default: 10 s timeout, redirects not followed.
+func Call(ctx context.Context, client *http.Client, url string, secret []byte, ev Event, now time.Time, userAgent string) (Reply, error) {
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return 0, nil, err
+		return Reply{}, err
 	}
 	req, err := newRequest(ctx, url, secret, &ev, payload, now, userAgent)
 	if err != nil {
-		return 0, nil, err
+		return Reply{}, err
 	}
 	if client == nil {
 		client = newClient(defaultTimeout)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return Reply{}, err
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, maxCallBody))
-	return resp.StatusCode, body, err
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCallBody))
+	return Reply{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: body}, err
 }

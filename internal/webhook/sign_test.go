@@ -181,6 +181,7 @@ func TestCall(t *testing.T) {
 				http.Error(w, "bad headers", http.StatusBadRequest)
 				return
 			}
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = w.Write([]byte(strings.Repeat("x", 10000)))
 		case "/redirect":
@@ -191,18 +192,18 @@ func TestCall(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	status, body, err := Call(t.Context(), nil, srv.URL+"/approve", secret, ev, now, "tusgate-test")
-	if err != nil || status != http.StatusForbidden || len(body) != 4096 {
-		t.Errorf("Call = %d, %d bytes, %v; want 403, 4096 bytes, nil", status, len(body), err)
+	reply, err := Call(t.Context(), nil, srv.URL+"/approve", secret, ev, now, "tusgate-test")
+	if err != nil || reply.Status != http.StatusForbidden || len(reply.Body) != 4096 || reply.ContentType != "application/json" {
+		t.Errorf("Call = %d %q, %d bytes, %v; want 403 application/json, 4096 bytes, nil", reply.Status, reply.ContentType, len(reply.Body), err)
 	}
-	status, _, err = Call(t.Context(), nil, srv.URL+"/redirect", secret, ev, now, "tusgate-test")
-	if err != nil || status != http.StatusFound || redirected {
-		t.Errorf("redirect: status %d, err %v, followed %v; want 302 not followed", status, err, redirected)
+	reply, err = Call(t.Context(), nil, srv.URL+"/redirect", secret, ev, now, "tusgate-test")
+	if err != nil || reply.Status != http.StatusFound || redirected {
+		t.Errorf("redirect: status %d, err %v, followed %v; want 302 not followed", reply.Status, err, redirected)
 	}
-	if _, _, err := Call(t.Context(), nil, "http://user:pw@127.0.0.1:1/", secret, ev, now, "x"); err == nil || strings.Contains(err.Error(), "pw") {
+	if _, err := Call(t.Context(), nil, "http://user:pw@127.0.0.1:1/", secret, ev, now, "x"); err == nil || strings.Contains(err.Error(), "pw") {
 		t.Errorf("URL with credentials: %v", err)
 	}
-	if _, _, err := Call(t.Context(), nil, "http://127.0.0.1:1/", secret, ev, now, "x"); err == nil {
+	if _, err := Call(t.Context(), nil, "http://127.0.0.1:1/", secret, ev, now, "x"); err == nil {
 		t.Error("no transport error from a closed port")
 	}
 }

@@ -23,6 +23,13 @@ import (
 
 const webhookSecret = "test-webhook-secret-0123456789"
 
+// answer is what a receiver replies.
+type answer struct {
+	Status      int
+	ContentType string
+	Body        string
+}
+
 // delivery is one request a receiver got.
 type delivery struct {
 	Status int // what the receiver answered
@@ -37,7 +44,7 @@ type delivery struct {
 type receiver struct {
 	URL    string
 	status atomic.Int32
-	reply  func(d delivery) (int, string) // overrides status when set
+	reply  func(d delivery) answer // overrides status when set
 
 	mu    sync.Mutex
 	got   []delivery
@@ -63,17 +70,20 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	d := delivery{Header: r.Header.Clone(), Body: body}
 	_ = json.Unmarshal(body, &d.Event)
 	_ = json.Unmarshal(body, &d.Raw)
-	status, msg := int(rc.status.Load()), ""
+	a := answer{Status: int(rc.status.Load())}
 	if rc.reply != nil {
-		status, msg = rc.reply(d)
+		a = rc.reply(d)
 	}
-	d.Status = status
+	d.Status = a.Status
 	rc.mu.Lock()
 	rc.got = append(rc.got, d)
 	rc.mu.Unlock()
 	rc.added <- struct{}{}
-	w.WriteHeader(status)
-	io.WriteString(w, msg)
+	if a.ContentType != "" {
+		w.Header().Set("Content-Type", a.ContentType)
+	}
+	w.WriteHeader(a.Status)
+	io.WriteString(w, a.Body)
 }
 
 // all returns the deliveries so far.
@@ -305,24 +315,28 @@ func TestWebhooksSurviveKill(t *testing.T) {
 
 // The pre-finish URL approves or rejects uploads; a rejected upload leaves
 // nothing behind and the client sees the application's answer; an
-// application that cannot answer leaves the upload to be finished later.
+// application that cannot answer (an error page from a proxy in front of
+// it, a 5xx) leaves the upload to be finished later.
 func TestPreFinishApproval(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
 		rc := startReceiver(t)
 		var flaky atomic.Int32
-		rc.reply = func(d delivery) (int, string) {
+		rc.reply = func(d delivery) answer {
 			if d.Event.Type != "upload.pre-finish" {
-				return http.StatusOK, ""
+				return answer{Status: http.StatusOK}
 			}
 			switch d.Event.Upload.MetaData["filename"] {
 			case "bad.exe":
-				return http.StatusUnprocessableEntity, "executables are not allowed\r\nhere"
+				return answer{http.StatusUnprocessableEntity, "application/json", `{"reject": true, "message": "executables are not allowed\r\nhere"}`}
 			case "flaky":
-				if flaky.Add(1) == 1 {
-					return http.StatusBadGateway, ""
+				switch flaky.Add(1) {
+				case 1: // a mistyped URL, or a router that lost the route
+					return answer{http.StatusNotFound, "text/plain; charset=utf-8", "404 page not found"}
+				case 2:
+					return answer{Status: http.StatusBadGateway}
 				}
 			}
-			return http.StatusOK, ""
+			return answer{Status: http.StatusOK}
 		}
 		g := withWebhookSecret(b).start(t, "--pre-finish-url", rc.URL)
 		data, sum := payload(6*MiB+1, 92)
@@ -330,7 +344,7 @@ func TestPreFinishApproval(t *testing.T) {
 		// Rejected.
 		loc := create(t, g, int64(len(data)), "Upload-Metadata", "filename YmFkLmV4ZQ==")
 		r := patch(t, loc, 0, data)
-		if r.Status != http.StatusUnprocessableEntity || !strings.Contains(r.Body, "ERR_UPLOAD_REJECTED: executables are not allowed here") {
+		if r.Status != http.StatusUnprocessableEntity || r.Body != "ERR_UPLOAD_REJECTED: executables are not allowed here\n" {
 			t.Fatalf("rejected upload: %d %q", r.Status, r.Body)
 		}
 		b.assertGone(t, loc)
@@ -356,24 +370,29 @@ func TestPreFinishApproval(t *testing.T) {
 		}
 		b.assertStored(t, loc, sum, int64(len(data)))
 
-		// The application fails once: the client is told to retry, and the
-		// upload is finished (and approved) on its next request.
+		// The application cannot answer twice (a 404 without a rejection
+		// body, then a 502): the client is told to retry each time, nothing
+		// is deleted, and the upload is finished (and approved) on the
+		// request after.
 		loc = create(t, g, int64(len(data)), "Upload-Metadata", "filename Zmxha3k=")
 		r = patch(t, loc, 0, data)
 		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" || !strings.HasPrefix(r.Body, "ERR_APPROVAL_UNAVAILABLE") {
-			t.Fatalf("PATCH while the application fails: %d %q", r.Status, r.Body)
+			t.Fatalf("PATCH while the application answers 404: %d %q", r.Status, r.Body)
 		}
 		if b.s3 != nil {
 			if keys := b.s3.Keys(t, testBucket, objectKey(uploadID(loc))); slices.Contains(keys, objectKey(uploadID(loc))) {
 				t.Fatal("object exists before approval")
 			}
 		}
+		if r := do(t, "HEAD", loc, tusHeaders, nil); r.Status != http.StatusLocked || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("HEAD while the application answers 502: %d, Retry-After %q", r.Status, r.Header.Get("Retry-After"))
+		}
 		if off := headOffset(t, loc); off != int64(len(data)) {
 			t.Fatalf("HEAD after approval: offset %d", off)
 		}
 		b.assertStored(t, loc, sum, int64(len(data)))
-		if n := flaky.Load(); n != 2 {
-			t.Fatalf("pre-finish asked %d times about the flaky upload, want 2", n)
+		if n := flaky.Load(); n != 3 {
+			t.Fatalf("pre-finish asked %d times about the flaky upload, want 3", n)
 		}
 	})
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,9 +42,14 @@ func TestS3OverHTTPSWithPrivateCA(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	g2 := startGate(t, env, "--s3-bucket", testBucket, "--data-dir", t.TempDir())
-	if r := do(t, "GET", g2.URL+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "certificate") {
+	metrics := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	g2 := startGate(t, env, "--s3-bucket", testBucket, "--data-dir", t.TempDir(), "--metrics-listen", metrics)
+	if r := do(t, "GET", g2.URL+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || r.Body != "s3: unavailable\n" {
 		t.Fatalf("readyz without the CA: %d %q", r.Status, r.Body)
+	}
+	// Operators see why on the metrics listener.
+	if r := do(t, "GET", "http://"+metrics+"/readyz", nil, nil); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "certificate") {
+		t.Fatalf("readyz on the metrics listener without the CA: %d %q", r.Status, r.Body)
 	}
 }
 
@@ -71,6 +78,14 @@ func TestServeTLS(t *testing.T) {
 	code, out := runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "https://"), "TUSGATE_TLS_CERT=" + cert}, "healthcheck")
 	if code != 0 {
 		t.Fatalf("healthcheck over TLS: %d %s", code, out)
+	}
+	// Also when both come from the server's config file.
+	cfgFile := filepath.Join(t.TempDir(), "tusgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte("listen: "+strings.TrimPrefix(g.URL, "https://")+"\ntls-cert: "+cert+"\ntls-key: "+key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runGate(t, []string{"TUSGATE_CONFIG=" + cfgFile}, "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck over TLS with TUSGATE_CONFIG: %d %s", code, out)
 	}
 	// A mismatched key pair is a start-up error naming the flags.
 	_, otherCert, _ := testenv.Certs(t)

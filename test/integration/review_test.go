@@ -94,10 +94,18 @@ func TestConcatLimits(t *testing.T) {
 	for i := range 101 {
 		many = append(many, partial+"?"+strconv.Itoa(i))
 	}
+	// tusd resolves each name to an upload ID: scheme, host and slashes
+	// around the ID do not make another upload.
+	path := strings.TrimPrefix(partial, g.URL)
+	id := strings.TrimPrefix(path, "/files/")
 	for name, header := range map[string]string{
-		"duplicate":   "final;" + partial + " " + partial,
-		"too many":    "final;" + strings.Join(many, " "),
-		"not partial": "final;" + plain,
+		"duplicate":                 "final;" + partial + " " + partial,
+		"duplicate, URL and path":   "final;" + partial + " " + path,
+		"duplicate, trailing slash": "final;" + path + " " + path + "/",
+		"duplicate, other host":     "final;" + partial + " https://other.example/files/" + id,
+		"duplicate, extra slashes":  "final;" + path + "   /files//" + id + "//",
+		"too many":                  "final;" + strings.Join(many, " "),
+		"not partial":               "final;" + plain,
 	} {
 		r := do(t, "POST", g.URL+"/files/", with(tusHeaders, "Upload-Concat", header), nil)
 		if r.Status != http.StatusBadRequest || !strings.HasPrefix(r.Body, "ERR_INVALID_CONCAT") {

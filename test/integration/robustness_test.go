@@ -199,13 +199,21 @@ func TestFailedAssemblyIsFinishedLater(t *testing.T) {
 	b.assertStored(t, loc, sum, int64(len(data)))
 }
 
+// /readyz follows S3. The upload listener's answer names the dependency
+// only; the error, with S3's address, is on the metrics listener.
 func TestReadyzFollowsS3(t *testing.T) {
 	b, proxy := s3BehindProxy(t)
 	proxy.SetDown(true)
-	g := b.start(t) // starts although S3 is down
+	metrics := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	g := b.start(t, "--metrics-listen", metrics) // starts although S3 is down
 	r := do(t, "GET", g.URL+"/readyz", nil, nil)
-	if r.Status != http.StatusServiceUnavailable || !strings.HasPrefix(r.Body, "s3: ") {
-		t.Fatalf("readyz with S3 down: %d %q", r.Status, r.Body)
+	if r.Status != http.StatusServiceUnavailable || r.Body != "s3: unavailable\n" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("public readyz with S3 down: %d %q", r.Status, r.Body)
+	}
+	proxyAddr := strings.TrimPrefix(proxy.URL, "http://")
+	r = do(t, "GET", "http://"+metrics+"/readyz", nil, nil)
+	if r.Status != http.StatusServiceUnavailable || !strings.HasPrefix(r.Body, "s3: ") || !strings.Contains(r.Body, proxyAddr) {
+		t.Fatalf("readyz on the metrics listener with S3 down: %d %q, want the reason with %s", r.Status, r.Body, proxyAddr)
 	}
 	proxy.SetDown(false)
 	deadline := time.Now().Add(20 * time.Second)
@@ -221,6 +229,9 @@ func TestReadyzFollowsS3(t *testing.T) {
 	}
 	if r.Body != "ok\n" {
 		t.Fatalf("readyz body %q", r.Body)
+	}
+	if r := do(t, "GET", "http://"+metrics+"/readyz", nil, nil); r.Status != http.StatusOK || r.Body != "ok\n" {
+		t.Fatalf("readyz on the metrics listener after S3 came back: %d %q", r.Status, r.Body)
 	}
 }
 
@@ -326,6 +337,17 @@ func TestHealthcheckCommand(t *testing.T) {
 	code, out := runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "http://")}, "healthcheck")
 	if code != 0 {
 		t.Fatalf("healthcheck against a running server: exit %d %s", code, out)
+	}
+	// A container configured by a file health-checks the address in it.
+	cfgFile := filepath.Join(t.TempDir(), "tusgate.yaml")
+	if err := os.WriteFile(cfgFile, []byte("listen: "+strings.TrimPrefix(g.URL, "http://")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runGate(t, []string{"TUSGATE_CONFIG=" + cfgFile}, "healthcheck"); code != 0 {
+		t.Fatalf("healthcheck with TUSGATE_CONFIG: exit %d %s", code, out)
+	}
+	if code, out := runGate(t, nil, "healthcheck", "--config", cfgFile); code != 0 {
+		t.Fatalf("healthcheck --config: exit %d %s", code, out)
 	}
 	g.Kill()
 	code, _ = runGate(t, []string{"TUSGATE_LISTEN=" + strings.TrimPrefix(g.URL, "http://")}, "healthcheck")

@@ -37,8 +37,12 @@ func on(g *gate, url string) string {
 	return g.URL + "/files/" + rest
 }
 
+// shortLease makes a killed holder's lock expire soon; a short lease needs
+// a short --shutdown-timeout, whose third is the save reserve it must cover.
+var shortLease = []string{"--redis-lock-lease", "5s", "--shutdown-timeout", "3s"}
+
 func TestClusterEveryRequestOnAnotherInstance(t *testing.T) {
-	c := startCluster(t, 3, "--redis-lock-lease", "3s")
+	c := startCluster(t, 3, shortLease...)
 	data, sum := payload(512*MiB, 50)
 	loc := create(t, c.gates[0], int64(len(data)))
 	alive := []*gate{c.gates[0], c.gates[1], c.gates[2]}
@@ -112,7 +116,7 @@ func TestClusterStalePatchReleasedByResumeElsewhere(t *testing.T) {
 // An instance SIGKILLed mid-PATCH: its lock lease expires and the client
 // resumes through another instance.
 func TestClusterInstanceKilledMidPatch(t *testing.T) {
-	c := startCluster(t, 2, "--redis-lock-lease", "3s")
+	c := startCluster(t, 2, shortLease...)
 	data, sum := payload(48*MiB, 52)
 	loc := create(t, c.gates[0], int64(len(data)))
 	body := newCountingReader(bytes.NewReader(data), 20*MiB, false)
@@ -181,7 +185,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := do(t, "GET", c.gates[0].URL+"/readyz", nil, nil)
-		if r.Status == http.StatusServiceUnavailable && strings.HasPrefix(r.Body, "redis: ") {
+		if r.Status == http.StatusServiceUnavailable && r.Body == "redis: unavailable\n" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -194,5 +198,15 @@ func TestClusterRedisOutage(t *testing.T) {
 	c.b.assertStored(t, loc, sum, int64(len(data)))
 	if off := headOffset(t, on(c.gates[1], loc)); off != int64(len(data)) {
 		t.Fatalf("offset after recovery: %d", off)
+	}
+}
+
+// A lock lease too short for the locker's safety rule is a start-up error
+// (exit 2) that says what to set, before Redis is even asked.
+func TestRedisLockLeaseCheckedAtStart(t *testing.T) {
+	code, out := runGate(t, nil, "--insecure-no-auth", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--redis-url", "redis://127.0.0.1:1/0", "--redis-lock-lease", "3s")
+	if code != 2 || !strings.Contains(out, "--redis-lock-lease 3s is too short") || !strings.Contains(out, "set --redis-lock-lease to at least 14s") {
+		t.Fatalf("exit %d\n%s", code, out)
 	}
 }

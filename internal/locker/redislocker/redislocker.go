@@ -176,6 +176,22 @@ end
 return 0
 `)
 
+// defaultRenew is the renewal interval of a lease when Options.Renew is 0.
+func defaultRenew(lease time.Duration) time.Duration { return lease / 6 }
+
+// renewalTimeout is R of the package documentation for a renewal interval.
+func renewalTimeout(renew time.Duration) time.Duration { return min(maxRenewTimeout, renew) }
+
+// RenewalWindow is how long a holder with the default renewal interval
+// (LeaseTTL/6) may take, after the start of its last successful renewal, to
+// learn that its lease is lost: Renew + R in the package documentation. A
+// lease must exceed it by the time the holder's request may still write
+// after being interrupted (G + P).
+func RenewalWindow(lease time.Duration) time.Duration {
+	renew := defaultRenew(lease)
+	return renew + renewalTimeout(renew)
+}
+
 // Options configure New.
 type Options struct {
 	// Client reaches Redis (required). It is not closed by Close. Create it
@@ -302,12 +318,12 @@ func New(opts Options) (*Locker, error) {
 		return nil, fmt.Errorf("redislocker: LeaseTTL %v is below the minimum %v", opts.LeaseTTL, minLeaseTTL)
 	}
 	if opts.Renew == 0 {
-		opts.Renew = opts.LeaseTTL / 6
+		opts.Renew = defaultRenew(opts.LeaseTTL)
 	}
 	if opts.Renew < 0 {
 		return nil, fmt.Errorf("redislocker: Renew %v is negative", opts.Renew)
 	}
-	renewTimeout := min(maxRenewTimeout, opts.Renew)
+	renewTimeout := renewalTimeout(opts.Renew)
 	if opts.Renew+renewTimeout >= opts.LeaseTTL {
 		return nil, fmt.Errorf("redislocker: Renew %v plus the renewal timeout %v must be below LeaseTTL %v",
 			opts.Renew, renewTimeout, opts.LeaseTTL)
