@@ -10,7 +10,9 @@
 //     request that looks at it, since tusd itself would answer "complete";
 //   - lifecycle events (creation, finishing, termination) are reported to a
 //     Lifecycle before the request that caused them is answered, and an
-//     expired upload answers 410 Gone.
+//     expired upload answers 410 Gone;
+//   - no write takes an upload past its declared length or, while its
+//     length is deferred, past Options.MaxSize (413; see limits.go).
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -117,6 +119,9 @@ type Options struct {
 	Expired func(ctx context.Context, id string) (bool, error)
 	// Held, if set, records which uploads are locked in this process.
 	Held *Held
+	// MaxSize, if positive, is the most bytes an upload whose length is
+	// deferred may hold (--max-size); a write past it answers 413.
+	MaxSize int64
 }
 
 // Held is the set of uploads whose lock this process holds: uploads being
@@ -339,10 +344,12 @@ type upload struct {
 	// existing is set for uploads looked up by ID, not just created: only
 	// those can be complete but unassembled.
 	existing bool
+	// info is what the last GetInfo returned, with declared lengths since.
+	info *handler.FileInfo
 }
 
 func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
-	n, err := u.inner.WriteChunk(ctx, offset, src)
+	n, err := u.limitedWrite(ctx, offset, src)
 	return n, u.s.fail(ctx, "write", u.id, err)
 }
 
@@ -376,6 +383,7 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 			return info, u.s.notFound(ctx, u.id, handler.ErrNotFound)
 		}
 	}
+	u.info = &info
 	return info, nil
 }
 
@@ -463,6 +471,9 @@ func (u *upload) Terminate(ctx context.Context) error {
 
 func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	err := u.s.inner.LengthDeferrer.AsLengthDeclarableUpload(u.inner).DeclareLength(ctx, length)
+	if err == nil && u.info != nil {
+		u.info.Size, u.info.SizeIsDeferred = length, false
+	}
 	return u.s.fail(ctx, "declare length", u.id, err)
 }
 

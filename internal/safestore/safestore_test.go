@@ -21,6 +21,7 @@ type fakeStore struct {
 type fakeUpload struct {
 	s    *fakeStore
 	info handler.FileInfo
+	data []byte
 }
 
 func (f *fakeStore) NewUpload(_ context.Context, info handler.FileInfo) (handler.Upload, error) {
@@ -43,7 +44,28 @@ func (f *fakeStore) AsTerminatableUpload(u handler.Upload) handler.TerminatableU
 	return u.(*fakeUpload)
 }
 
-func (u *fakeUpload) WriteChunk(context.Context, int64, io.Reader) (int64, error) { return 0, u.s.fail }
+// WriteChunk stores what src yields until EOF, like filestore.
+func (u *fakeUpload) WriteChunk(_ context.Context, offset int64, src io.Reader) (int64, error) {
+	if u.s.fail != nil {
+		return 0, u.s.fail
+	}
+	if offset != u.info.Offset {
+		return 0, errors.New("fake: write at the wrong offset")
+	}
+	b, err := io.ReadAll(src)
+	u.data = append(u.data, b...)
+	u.info.Offset += int64(len(b))
+	return int64(len(b)), err
+}
+
+func (f *fakeStore) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return u.(*fakeUpload)
+}
+
+func (u *fakeUpload) DeclareLength(_ context.Context, length int64) error {
+	u.info.Size, u.info.SizeIsDeferred = length, false
+	return u.s.fail
+}
 func (u *fakeUpload) GetInfo(context.Context) (handler.FileInfo, error) {
 	if u.s.fail != nil {
 		return handler.FileInfo{}, u.s.fail
@@ -70,11 +92,17 @@ func (a assembly) Assembly(_ context.Context, info handler.FileInfo) (Assembly, 
 }
 
 func newStore(a AssemblyChecker) (*fakeStore, *handler.StoreComposer) {
+	return newStoreWith(Options{Assembly: a})
+}
+
+func newStoreWith(opt Options) (*fakeStore, *handler.StoreComposer) {
 	f := &fakeStore{uploads: map[string]*fakeUpload{}}
 	c := handler.NewStoreComposer()
 	c.UseCore(f)
 	c.UseTerminater(f)
-	return f, Wrap(c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Assembly: a})
+	c.UseLengthDeferrer(f)
+	opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return f, Wrap(c, opt)
 }
 
 func TestValidID(t *testing.T) {

@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string, bool), reg *prometheus.Registry) (*handler.StoreComposer, error) {
 	cfg := s.cfg
 	composer := handler.NewStoreComposer()
-	opt := safestore.Options{Log: s.log, Held: &s.held}
+	opt := safestore.Options{Log: s.log, Held: &s.held, MaxSize: cfg.MaxSize}
 	dir := ""
 	if cfg.AuthEnabled() {
 		opt.Authorize = hooks.Authorize
