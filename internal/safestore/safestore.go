@@ -4,7 +4,8 @@
 //     header) is checked before it reaches the store;
 //   - a failure of the storage backend becomes a retryable 503 with
 //     Retry-After and a short message, never a 500 carrying raw S3 text
-//     (the raw error is logged instead);
+//     (the raw error is logged instead); a failure that retrying cannot
+//     clear (storeerr.IsPermanent) becomes a 500 without Retry-After;
 //   - an upload whose bytes are all stored but which the backend never
 //     assembled (a failed S3 CompleteMultipartUpload) is finished on the next
 //     request that looks at it, since tusd itself would answer "complete";
@@ -34,22 +35,6 @@ import (
 
 	"github.com/tusgate/tusgate/internal/metadata"
 )
-
-// ErrStorageUnavailable answers requests while the storage backend fails.
-// tus clients retry 5xx on PATCH and POST; the HEAD guard turns it into 423
-// for HEAD, the only status tus-js-client retries there without starting over.
-var ErrStorageUnavailable = handler.Error{
-	ErrorCode: "ERR_STORAGE_UNAVAILABLE",
-	Message:   "the storage backend is temporarily unavailable; retry later",
-	HTTPResponse: handler.HTTPResponse{
-		StatusCode: http.StatusServiceUnavailable,
-		Body:       "ERR_STORAGE_UNAVAILABLE: the storage backend is temporarily unavailable; retry later\n",
-		Header: handler.HTTPHeader{
-			"Content-Type": "text/plain; charset=utf-8",
-			"Retry-After":  "5",
-		},
-	},
-}
 
 // Assembly is what became of an upload whose bytes are all stored.
 type Assembly int
@@ -122,6 +107,9 @@ type Options struct {
 	// MaxSize, if positive, is the most bytes an upload whose length is
 	// deferred may hold (--max-size); a write past it answers 413.
 	MaxSize int64
+	// OnStorageError, if set, is called once for each storage error
+	// answered with ErrStorageFailed (permanent) or ErrStorageUnavailable.
+	OnStorageError func(permanent bool)
 }
 
 // Held is the set of uploads whose lock this process holds: uploads being
@@ -269,19 +257,6 @@ func (s *store) notFound(ctx context.Context, id string, err error) error {
 		return ErrUploadExpired
 	}
 	return err
-}
-
-// fail maps a backend error to what the client should see.
-func (s *store) fail(ctx context.Context, op, id string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var tusErr handler.Error
-	if errors.As(err, &tusErr) {
-		return err
-	}
-	s.opt.Log.ErrorContext(ctx, "storage backend failed", "op", op, "id", id, "error", err.Error())
-	return ErrStorageUnavailable
 }
 
 func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {

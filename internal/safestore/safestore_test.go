@@ -3,12 +3,15 @@ package safestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // fakeStore is an in-memory store whose calls can be made to fail.
@@ -184,5 +187,45 @@ func TestUnassembledCompleteUploadIsFinished(t *testing.T) {
 	}
 	if len(f.finished) != 1 {
 		t.Fatalf("fresh upload finished by GetInfo: %v", f.finished)
+	}
+}
+
+// Errors that retrying cannot clear answer 500 without Retry-After; all
+// others 503 with it. Each is counted once, by kind.
+func TestPermanentBackendErrorsAre500(t *testing.T) {
+	counts := map[bool]int{}
+	f, c := newStoreWith(Options{OnStorageError: func(permanent bool) { counts[permanent]++ }})
+	f.uploads["u1"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "u1", Size: 10}}
+	ctx := context.Background()
+	up, err := c.Core.GetUpload(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(err error) (int, string, string) {
+		var tusErr handler.Error
+		if !errors.As(err, &tusErr) {
+			t.Fatalf("not a tus error: %v", err)
+		}
+		return tusErr.HTTPResponse.StatusCode, tusErr.HTTPResponse.Header["Retry-After"], tusErr.HTTPResponse.Body
+	}
+
+	f.fail = fmt.Errorf("s3stream: part 2 of u1: %w", storeerr.Permanent(errors.New("holds 5 bytes, not 7")))
+	_, err = up.WriteChunk(ctx, 0, strings.NewReader("abc"))
+	status, retry, body := answer(err)
+	if status != 500 || retry != "" || !strings.HasPrefix(body, "ERR_STORAGE_FAILED: ") || !strings.Contains(body, "contact the operator") || strings.Contains(body, "holds") {
+		t.Fatalf("permanent error: %d Retry-After %q body %q", status, retry, body)
+	}
+	_, err = up.GetInfo(ctx)
+	if status, _, _ := answer(err); status != 500 {
+		t.Fatalf("permanent error on GetInfo: %d", status)
+	}
+
+	f.fail = errors.New("operation error S3: UploadPart, https response error StatusCode: 503, RequestID: R, HostID: H, api error SlowDown: Please reduce your request rate.")
+	_, err = up.WriteChunk(ctx, 0, strings.NewReader("abc"))
+	if status, retry, _ := answer(err); status != 503 || retry == "" {
+		t.Fatalf("transient error: %d Retry-After %q", status, retry)
+	}
+	if counts[true] != 2 || counts[false] != 1 {
+		t.Fatalf("counted %d permanent, %d transient; want 2, 1", counts[true], counts[false])
 	}
 }
