@@ -33,7 +33,9 @@ func (p *permanent) Unwrap() error { return p.err }
 // failed with it cannot succeed (for example, a store found its own state
 // inconsistent). The result keeps err's message and wraps it (errors.Is and
 // errors.As see err). Wrapping the result again, with %w, keeps the mark.
-// Permanent(nil) is nil.
+// Permanent(nil) is nil. Marking a tus error (handler.Error) changes
+// nothing: the store wrapper answers with a tus error in the chain as it is.
+// Safe to call from any goroutine; the mark is a value, not state.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -44,7 +46,8 @@ func Permanent(err error) error {
 // IsPermanent reports whether retrying cannot clear err: err, or an error
 // it wraps, was marked with Permanent, or err is an S3 error that is
 // permanent by its code (see s3Permanent). nil, unmarked errors and
-// unknown S3 errors are not permanent.
+// unknown S3 errors are not permanent. In a joined error (errors.Join),
+// one permanent error makes the whole permanent.
 func IsPermanent(err error) bool {
 	if err == nil {
 		return false
