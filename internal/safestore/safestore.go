@@ -4,13 +4,16 @@
 //     header) is checked before it reaches the store;
 //   - a failure of the storage backend becomes a retryable 503 with
 //     Retry-After and a short message, never a 500 carrying raw S3 text
-//     (the raw error is logged instead);
+//     (the raw error is logged instead); a failure that retrying cannot
+//     clear (storeerr.IsPermanent) becomes a 500 without Retry-After;
 //   - an upload whose bytes are all stored but which the backend never
 //     assembled (a failed S3 CompleteMultipartUpload) is finished on the next
 //     request that looks at it, since tusd itself would answer "complete";
 //   - lifecycle events (creation, finishing, termination) are reported to a
 //     Lifecycle before the request that caused them is answered, and an
-//     expired upload answers 410 Gone.
+//     expired upload answers 410 Gone;
+//   - no write takes an upload past its declared length or, while its
+//     length is deferred, past Options.MaxSize (413; see limits.go).
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -32,22 +35,6 @@ import (
 
 	"github.com/tusgate/tusgate/internal/metadata"
 )
-
-// ErrStorageUnavailable answers requests while the storage backend fails.
-// tus clients retry 5xx on PATCH and POST; the HEAD guard turns it into 423
-// for HEAD, the only status tus-js-client retries there without starting over.
-var ErrStorageUnavailable = handler.Error{
-	ErrorCode: "ERR_STORAGE_UNAVAILABLE",
-	Message:   "the storage backend is temporarily unavailable; retry later",
-	HTTPResponse: handler.HTTPResponse{
-		StatusCode: http.StatusServiceUnavailable,
-		Body:       "ERR_STORAGE_UNAVAILABLE: the storage backend is temporarily unavailable; retry later\n",
-		Header: handler.HTTPHeader{
-			"Content-Type": "text/plain; charset=utf-8",
-			"Retry-After":  "5",
-		},
-	},
-}
 
 // Assembly is what became of an upload whose bytes are all stored.
 type Assembly int
@@ -117,6 +104,12 @@ type Options struct {
 	Expired func(ctx context.Context, id string) (bool, error)
 	// Held, if set, records which uploads are locked in this process.
 	Held *Held
+	// MaxSize, if positive, is the most bytes an upload whose length is
+	// deferred may hold (--max-size); a write past it answers 413.
+	MaxSize int64
+	// OnStorageError, if set, is called once for each storage error
+	// answered with ErrStorageFailed (permanent) or ErrStorageUnavailable.
+	OnStorageError func(permanent bool)
 }
 
 // Held is the set of uploads whose lock this process holds: uploads being
@@ -266,19 +259,6 @@ func (s *store) notFound(ctx context.Context, id string, err error) error {
 	return err
 }
 
-// fail maps a backend error to what the client should see.
-func (s *store) fail(ctx context.Context, op, id string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var tusErr handler.Error
-	if errors.As(err, &tusErr) {
-		return err
-	}
-	s.opt.Log.ErrorContext(ctx, "storage backend failed", "op", op, "id", id, "error", err.Error())
-	return ErrStorageUnavailable
-}
-
 func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
 	if info.ID != "" && !ValidID(info.ID) {
 		return nil, fmt.Errorf("safestore: refusing invalid upload ID %q", info.ID)
@@ -339,10 +319,12 @@ type upload struct {
 	// existing is set for uploads looked up by ID, not just created: only
 	// those can be complete but unassembled.
 	existing bool
+	// info is what the last GetInfo returned, with declared lengths since.
+	info *handler.FileInfo
 }
 
 func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
-	n, err := u.inner.WriteChunk(ctx, offset, src)
+	n, err := u.limitedWrite(ctx, offset, src)
 	return n, u.s.fail(ctx, "write", u.id, err)
 }
 
@@ -376,6 +358,7 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 			return info, u.s.notFound(ctx, u.id, handler.ErrNotFound)
 		}
 	}
+	u.info = &info
 	return info, nil
 }
 
@@ -463,6 +446,9 @@ func (u *upload) Terminate(ctx context.Context) error {
 
 func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	err := u.s.inner.LengthDeferrer.AsLengthDeclarableUpload(u.inner).DeclareLength(ctx, length)
+	if err == nil && u.info != nil {
+		u.info.Size, u.info.SizeIsDeferred = length, false
+	}
 	return u.s.fail(ctx, "declare length", u.id, err)
 }
 

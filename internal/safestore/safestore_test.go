@@ -3,12 +3,15 @@ package safestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // fakeStore is an in-memory store whose calls can be made to fail.
@@ -21,6 +24,7 @@ type fakeStore struct {
 type fakeUpload struct {
 	s    *fakeStore
 	info handler.FileInfo
+	data []byte
 }
 
 func (f *fakeStore) NewUpload(_ context.Context, info handler.FileInfo) (handler.Upload, error) {
@@ -43,7 +47,28 @@ func (f *fakeStore) AsTerminatableUpload(u handler.Upload) handler.TerminatableU
 	return u.(*fakeUpload)
 }
 
-func (u *fakeUpload) WriteChunk(context.Context, int64, io.Reader) (int64, error) { return 0, u.s.fail }
+// WriteChunk stores what src yields until EOF, like filestore.
+func (u *fakeUpload) WriteChunk(_ context.Context, offset int64, src io.Reader) (int64, error) {
+	if u.s.fail != nil {
+		return 0, u.s.fail
+	}
+	if offset != u.info.Offset {
+		return 0, errors.New("fake: write at the wrong offset")
+	}
+	b, err := io.ReadAll(src)
+	u.data = append(u.data, b...)
+	u.info.Offset += int64(len(b))
+	return int64(len(b)), err
+}
+
+func (f *fakeStore) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return u.(*fakeUpload)
+}
+
+func (u *fakeUpload) DeclareLength(_ context.Context, length int64) error {
+	u.info.Size, u.info.SizeIsDeferred = length, false
+	return u.s.fail
+}
 func (u *fakeUpload) GetInfo(context.Context) (handler.FileInfo, error) {
 	if u.s.fail != nil {
 		return handler.FileInfo{}, u.s.fail
@@ -70,11 +95,17 @@ func (a assembly) Assembly(_ context.Context, info handler.FileInfo) (Assembly, 
 }
 
 func newStore(a AssemblyChecker) (*fakeStore, *handler.StoreComposer) {
+	return newStoreWith(Options{Assembly: a})
+}
+
+func newStoreWith(opt Options) (*fakeStore, *handler.StoreComposer) {
 	f := &fakeStore{uploads: map[string]*fakeUpload{}}
 	c := handler.NewStoreComposer()
 	c.UseCore(f)
 	c.UseTerminater(f)
-	return f, Wrap(c, Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Assembly: a})
+	c.UseLengthDeferrer(f)
+	opt.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return f, Wrap(c, opt)
 }
 
 func TestValidID(t *testing.T) {
@@ -156,5 +187,45 @@ func TestUnassembledCompleteUploadIsFinished(t *testing.T) {
 	}
 	if len(f.finished) != 1 {
 		t.Fatalf("fresh upload finished by GetInfo: %v", f.finished)
+	}
+}
+
+// Errors that retrying cannot clear answer 500 without Retry-After; all
+// others 503 with it. Each is counted once, by kind.
+func TestPermanentBackendErrorsAre500(t *testing.T) {
+	counts := map[bool]int{}
+	f, c := newStoreWith(Options{OnStorageError: func(permanent bool) { counts[permanent]++ }})
+	f.uploads["u1"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "u1", Size: 10}}
+	ctx := context.Background()
+	up, err := c.Core.GetUpload(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := func(err error) (int, string, string) {
+		var tusErr handler.Error
+		if !errors.As(err, &tusErr) {
+			t.Fatalf("not a tus error: %v", err)
+		}
+		return tusErr.HTTPResponse.StatusCode, tusErr.HTTPResponse.Header["Retry-After"], tusErr.HTTPResponse.Body
+	}
+
+	f.fail = fmt.Errorf("s3stream: part 2 of u1: %w", storeerr.Permanent(errors.New("holds 5 bytes, not 7")))
+	_, err = up.WriteChunk(ctx, 0, strings.NewReader("abc"))
+	status, retry, body := answer(err)
+	if status != 500 || retry != "" || !strings.HasPrefix(body, "ERR_STORAGE_FAILED: ") || !strings.Contains(body, "contact the operator") || strings.Contains(body, "holds") {
+		t.Fatalf("permanent error: %d Retry-After %q body %q", status, retry, body)
+	}
+	_, err = up.GetInfo(ctx)
+	if status, _, _ := answer(err); status != 500 {
+		t.Fatalf("permanent error on GetInfo: %d", status)
+	}
+
+	f.fail = errors.New("operation error S3: UploadPart, https response error StatusCode: 503, RequestID: R, HostID: H, api error SlowDown: Please reduce your request rate.")
+	_, err = up.WriteChunk(ctx, 0, strings.NewReader("abc"))
+	if status, retry, _ := answer(err); status != 503 || retry == "" {
+		t.Fatalf("transient error: %d Retry-After %q", status, retry)
+	}
+	if counts[true] != 2 || counts[false] != 1 {
+		t.Fatalf("counted %d permanent, %d transient; want 2, 1", counts[true], counts[false])
 	}
 }

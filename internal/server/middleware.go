@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tusgate/tusgate/internal/bodylen"
 	"github.com/tusgate/tusgate/internal/s3stream"
+	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
@@ -183,7 +185,10 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 // guard rewrites server errors on their way out:
 //   - HEAD never answers 5xx but 423 Locked with Retry-After: tus-js-client
 //     treats any other failed resume HEAD as "upload gone" and starts over
-//     from byte 0;
+//     from byte 0. The exception is a storage failure that retrying cannot
+//     clear (safestore.ErrStorageFailed, marked by safestore.PermanentHeader,
+//     which the guard removes): it stays a 500 without Retry-After, since
+//     resuming cannot help;
 //   - 503 and 423 always carry Retry-After;
 //   - tusd's catch-all 500 body, which carries the raw error text, is
 //     replaced by a generic message (the raw error is in the log);
@@ -244,6 +249,8 @@ func (g *guardWriter) flush(body []byte) {
 	g.pending = 0
 	g.written = true
 	h := g.Header()
+	permanent := code == http.StatusInternalServerError && h.Get(safestore.PermanentHeader) != ""
+	h.Del(safestore.PermanentHeader)
 	if code == http.StatusBadRequest {
 		if !bytes.HasPrefix(body, interruptedErrPrefix) {
 			g.ResponseWriter.WriteHeader(code)
@@ -259,7 +266,9 @@ func (g *guardWriter) flush(body []byte) {
 		g.swallow = true
 	}
 	if g.head {
-		code = http.StatusLocked
+		if !permanent {
+			code = http.StatusLocked
+		}
 		body = nil
 		g.swallow = true
 	}
@@ -382,12 +391,15 @@ func (f *inflight) wait() <-chan struct{} {
 	return f.idle
 }
 
-// bodyLength passes the length of upload bodies to the S3 write path,
-// which sizes its last part by it (s3stream.WithBodyLength).
+// bodyLength passes the length of upload bodies to the store wrapper, which
+// refuses a body that would take an upload past its size limit before
+// reading it (bodylen), and to the S3 write path, which sizes its last part
+// by it (s3stream.WithBodyLength).
 func bodyLength(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength >= 0 && (r.Method == http.MethodPatch || r.Method == http.MethodPost) {
-			r = r.WithContext(s3stream.WithBodyLength(r.Context(), r.ContentLength))
+			ctx := bodylen.With(r.Context(), r.ContentLength)
+			r = r.WithContext(s3stream.WithBodyLength(ctx, r.ContentLength))
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/safestore"
 )
 
 func serve(h http.Handler, method, target string, header map[string]string) *httptest.ResponseRecorder {
@@ -179,6 +181,34 @@ func TestConcatDuplicatesByUploadID(t *testing.T) {
 		w := serve(h, http.MethodPost, "/files/", map[string]string{"Upload-Concat": "final;" + tc.list})
 		if w.Code != tc.want {
 			t.Errorf("final;%.80s: %d %q, want %d", tc.list, w.Code, w.Body.String(), tc.want)
+		}
+	}
+}
+
+// A storage failure that retrying cannot clear answers 500 without
+// Retry-After, on HEAD too (tus-js-client may then start over, which is
+// all that is left); transient ones keep answering 423 on HEAD and 503
+// elsewhere, both with Retry-After. The guard's marker never leaves.
+func TestGuardLetsPermanentStorageFailuresThrough(t *testing.T) {
+	for _, m := range []string{http.MethodHead, http.MethodPatch, http.MethodPost} {
+		w := serve(guard(tusdError(safestore.ErrStorageFailed)), m, "/files/x", nil)
+		if w.Code != 500 || w.Header().Get("Retry-After") != "" || w.Header().Get(safestore.PermanentHeader) != "" {
+			t.Errorf("%s, permanent failure: %d Retry-After %q marker %q", m, w.Code, w.Header().Get("Retry-After"), w.Header().Get(safestore.PermanentHeader))
+		}
+		if m == http.MethodHead && w.Body.Len() != 0 {
+			t.Errorf("HEAD with a body: %q", w.Body.String())
+		}
+		if m != http.MethodHead && !strings.HasPrefix(w.Body.String(), "ERR_STORAGE_FAILED: ") {
+			t.Errorf("%s, permanent failure: body %q", m, w.Body.String())
+		}
+
+		w = serve(guard(tusdError(safestore.ErrStorageUnavailable)), m, "/files/x", nil)
+		want := http.StatusServiceUnavailable
+		if m == http.MethodHead {
+			want = http.StatusLocked
+		}
+		if w.Code != want || w.Header().Get("Retry-After") == "" {
+			t.Errorf("%s, transient failure: %d Retry-After %q", m, w.Code, w.Header().Get("Retry-After"))
 		}
 	}
 }

@@ -65,6 +65,8 @@ type Server struct {
 	// usage and limits enforce per-owner quotas at creation.
 	usage  quota.Counter
 	limits quota.Limits
+	// storageErrors counts storage errors answered to clients, by kind.
+	storageErrors *prometheus.CounterVec
 
 	http       *http.Server
 	metrics    *http.Server
@@ -81,6 +83,14 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.storageErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tusgate_storage_errors_total",
+		Help: "Storage errors answered to clients, by kind: transient (503, or 423 on HEAD, with Retry-After: clients retry) or permanent (500 ERR_STORAGE_FAILED without Retry-After: retrying cannot help, the operator must act).",
+	}, []string{"kind"})
+	for _, kind := range []string{"permanent", "transient"} {
+		s.storageErrors.WithLabelValues(kind)
+	}
+	reg.MustRegister(s.storageErrors)
 
 	mux := http.NewServeMux()
 	authenticate, err := s.setupAuth(ctx, mux)
@@ -181,7 +191,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string, bool), reg *prometheus.Registry) (*handler.StoreComposer, error) {
 	cfg := s.cfg
 	composer := handler.NewStoreComposer()
-	opt := safestore.Options{Log: s.log, Held: &s.held}
+	opt := safestore.Options{Log: s.log, Held: &s.held, MaxSize: cfg.MaxSize, OnStorageError: func(permanent bool) { s.countStorageError(permanent) }}
 	dir := ""
 	if cfg.AuthEnabled() {
 		opt.Authorize = hooks.Authorize
@@ -312,12 +322,25 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 	if err := quota.Check(hook.Context, s.usage, s.limits, folder, hook.Upload.Size); err != nil {
 		var tusErr handler.Error
 		if !errors.As(err, &tusErr) {
-			s.log.ErrorContext(hook.Context, "quota check failed", "error", err.Error())
-			return handler.HTTPResponse{}, changes, safestore.ErrStorageUnavailable
+			answer := safestore.StorageError(err)
+			kind := s.countStorageError(answer.ErrorCode == safestore.ErrStorageFailed.ErrorCode)
+			s.log.ErrorContext(hook.Context, "quota check failed", "kind", kind, "error", err.Error())
+			return handler.HTTPResponse{}, changes, answer
 		}
 		return handler.HTTPResponse{}, changes, err
 	}
 	return handler.HTTPResponse{}, changes, nil
+}
+
+// countStorageError counts a storage error answered to a client and
+// returns its kind.
+func (s *Server) countStorageError(permanent bool) string {
+	kind := "transient"
+	if permanent {
+		kind = "permanent"
+	}
+	s.storageErrors.WithLabelValues(kind).Inc()
+	return kind
 }
 
 // checkPartials refuses a concatenation of uploads that were not created as

@@ -35,6 +35,8 @@ type FaultProxy struct {
 	every int64 // fail every n-th request; 0: never
 	seq   int64 // requests counted since the last FailEvery
 	match func(*http.Request) bool
+	// refuse answers the requests it matches with its own error
+	refuse *refusal
 	// corrupt picks requests whose body is forwarded with one byte flipped
 	corrupt func(*http.Request) bool
 	rate    float64 // fail this fraction of requests at random
@@ -147,6 +149,27 @@ func (p *FaultProxy) FailMatching(match func(*http.Request) bool) {
 	p.match = match
 }
 
+// refusal is an S3 error answer for the requests match picks.
+type refusal struct {
+	match     func(*http.Request) bool
+	status    int
+	code, msg string
+}
+
+// RefuseMatching makes every request for which match returns true answer
+// status with an S3-style XML error document carrying code and msg (the
+// same for HEAD, without the body), without contacting the target; nil
+// match disables. It is checked before the other faults: FailMatching is
+// the same with 503 ServiceUnavailable. Safe for concurrent use.
+func (p *FaultProxy) RefuseMatching(match func(*http.Request) bool, status int, code, msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = nil
+	if match != nil {
+		p.refuse = &refusal{match: match, status: status, code: code, msg: msg}
+	}
+}
+
 // CorruptMatching makes the proxy forward every request for which match
 // returns true with byte 1000 of its body flipped (nil disables): a
 // corruption in transit that only a checksum over the payload catches.
@@ -193,6 +216,16 @@ func (p *FaultProxy) Counts() (proxied, failed int64) {
 	return p.proxied.Load(), p.failed.Load()
 }
 
+// refused returns the refusal that answers r, if any.
+func (p *FaultProxy) refused(r *http.Request) *refusal {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refuse != nil && p.refuse.match(r) {
+		return p.refuse
+	}
+	return nil
+}
+
 // shouldFail decides the fate of one request.
 func (p *FaultProxy) shouldFail(r *http.Request) bool {
 	p.mu.Lock()
@@ -212,6 +245,12 @@ func (p *FaultProxy) shouldFail(r *http.Request) bool {
 
 // ServeHTTP forwards r to the target or fails it.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ref := p.refused(r); ref != nil {
+		p.failed.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // see below
+		writeS3Error(w, r, ref.status, ref.code, ref.msg)
+		return
+	}
 	if !p.shouldFail(r) {
 		p.proxied.Add(1)
 		p.mu.Lock()

@@ -534,6 +534,35 @@ func TestFaultProxyDown(t *testing.T) {
 	}
 }
 
+// TestFaultProxyRefuse answers chosen requests with a chosen S3 error,
+// which the SDK parses like the real one.
+func TestFaultProxyRefuse(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartS3(t, testenv.S3Options{})
+	const bucket = "refuse"
+	s.CreateBucket(t, bucket)
+	p := testenv.NewFaultProxy(t, s.Endpoint)
+	c := s.ClientFor(p.URL)
+	p.RefuseMatching(func(r *http.Request) bool { return r.Method == http.MethodPut }, http.StatusBadRequest, "InvalidArgument", "no such thing")
+	put := func() error {
+		_, err := c.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Body: bytes.NewReader([]byte("x"))})
+		return err
+	}
+	if status, code := statusOf(put()); status != http.StatusBadRequest || code != "InvalidArgument" {
+		t.Errorf("refused PutObject: status %d code %q", status, code)
+	}
+	if _, err := c.HeadBucket(t.Context(), &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Errorf("HeadBucket is not matched, yet: %v", err)
+	}
+	if proxied, failed := p.Counts(); proxied != 1 || failed != 1 {
+		t.Errorf("Counts = %d, %d; want 1, 1 (a 400 is not retried)", proxied, failed)
+	}
+	p.RefuseMatching(nil, 0, "", "")
+	if err := put(); err != nil {
+		t.Fatalf("PutObject after RefuseMatching(nil): %v", err)
+	}
+}
+
 // TestFaultProxyLargeObject streams tens of MiB both ways through the proxy,
 // including under injected failures, with a key that needs URL escaping.
 func TestFaultProxyLargeObject(t *testing.T) {
