@@ -7,6 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // writeModes are the ways a write reaches S3: streamed from part buffers
@@ -138,7 +141,7 @@ func reqBody2(r io.Reader) io.Reader { return struct{ io.Reader }{r} }
 // as it does when S3 fails or the process dies.
 func (e *env) tryRequest(id string, offset int64, src io.Reader, r req) (int64, error) {
 	e.t.Helper()
-	ctx := WithBodyLength(context.Background(), r.bodyLen)
+	ctx := bodylen.With(context.Background(), r.bodyLen)
 	up, err := e.core.GetUpload(ctx, id)
 	if err != nil {
 		return 0, err
@@ -166,4 +169,21 @@ func (e *env) tryRequest(id string, offset int64, src io.Reader, r req) (int64, 
 		}
 	}
 	return n, nil
+}
+
+// TestInconsistentStateIsPermanent: a tail that starts past the parts (no
+// write of tusgate's leaves one) is an inconsistency retrying cannot
+// clear: the error is marked permanent, so clients are not told to retry
+// forever.
+func TestInconsistentStateIsPermanent(t *testing.T) {
+	e := newEnv(t, true)
+	id := e.create(150, false)
+	e.s3.configure(func(f *fakeS3) {
+		f.objects[e.key(id)+".part"] = []byte("abc")
+		f.meta[e.key(id)+".part"] = map[string]string{tailStartKey: "99"}
+	})
+	_, err := e.s3Info(id)
+	if err == nil || !storeerr.IsPermanent(err) {
+		t.Fatalf("GetInfo = %v, want a permanent error", err)
+	}
 }

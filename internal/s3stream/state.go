@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // state is an upload as stored in S3: its multipart upload's parts, and
@@ -105,7 +107,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 			}
 			for _, p := range out.Parts {
 				if aws.ToInt32(p.PartNumber) != int32(len(st.parts)+1) {
-					partsErr = fmt.Errorf("s3stream: part %d of %s follows part %d", aws.ToInt32(p.PartNumber), objectID, len(st.parts))
+					partsErr = storeerr.Permanent(fmt.Errorf("s3stream: part %d of %s follows part %d", aws.ToInt32(p.PartNumber), objectID, len(st.parts)))
 					return
 				}
 				st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
@@ -156,7 +158,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	if tailFound {
 		start, ok, err := tailStart(tailMeta)
 		if err != nil {
-			return st, fmt.Errorf("s3stream: the tail of %s: %w", objectID, err)
+			return st, storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s: %w", objectID, err))
 		}
 		if !ok {
 			start = st.partsSize
@@ -167,7 +169,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 		case start < st.partsSize:
 			st.staleTail = true // its bytes are in the parts
 		default:
-			return st, fmt.Errorf("s3stream: the tail of %s starts at %d, after the %d bytes in parts", objectID, start, st.partsSize)
+			return st, storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s starts at %d, after the %d bytes in parts", objectID, start, st.partsSize))
 		}
 	}
 	st.info.Offset = st.offset()

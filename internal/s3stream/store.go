@@ -43,6 +43,7 @@
 package s3stream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/s3store"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // API is the part of the S3 client the store uses.
@@ -233,7 +236,7 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	objectID, _ := splitID(u.id)
 	_, err = u.s.Objects.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(u.s.key(objectID) + ".info"),
-		Body: strings.NewReader(string(body)), ContentLength: aws.Int64(int64(len(body))),
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
 	})
 	if err != nil {
 		u.st = nil
@@ -277,7 +280,7 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	}
 	objectID, multipartID := splitID(u.id)
 	if st.info.SizeIsDeferred || st.offset() != st.info.Size {
-		return fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size)
+		return storeerr.Permanent(fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size))
 	}
 	if len(st.parts) == 0 && st.tail == 0 {
 		// An empty upload: s3store stores an empty part.
@@ -293,7 +296,7 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		err := w.writeWindow(ctx, st.offset())
 		w.release()
 		if err == nil && st.tail > 0 {
-			err = fmt.Errorf("s3stream: the tail of %s was not stored as its last part", objectID)
+			err = storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s was not stored as its last part", objectID))
 		}
 		if err != nil {
 			u.st = nil

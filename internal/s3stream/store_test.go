@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/s3store"
+
+	"github.com/tusgate/tusgate/internal/bodylen"
 )
 
 const (
@@ -145,7 +147,7 @@ func (e *env) key(id string) string {
 
 // req describes a PATCH request besides its offset and body.
 type req struct {
-	bodyLen      int64 // WithBodyLength (the Content-Length); -1: not given
+	bodyLen      int64 // bodylen.With (the Content-Length); -1: not given
 	uploadLength int64 // Upload-Length declaring a deferred length; -1: none
 	complete     bool  // Upload-Complete: ?1 (IETF draft)
 }
@@ -161,7 +163,7 @@ func (e *env) request(id string, offset int64, src io.Reader, r req) (int64, err
 	e.t.Helper()
 	ctx := context.Background()
 	if r.bodyLen >= 0 {
-		ctx = WithBodyLength(ctx, r.bodyLen)
+		ctx = bodylen.With(ctx, r.bodyLen)
 	}
 	up, err := e.core.GetUpload(ctx, id)
 	if err != nil {
@@ -377,7 +379,7 @@ func TestWriteEmptyUpload(t *testing.T) {
 			id := e.create(0, false)
 			ctx := context.Background()
 			if bodyLen >= 0 {
-				ctx = WithBodyLength(ctx, bodyLen)
+				ctx = bodylen.With(ctx, bodyLen)
 			}
 			up, err := e.store.GetUpload(ctx, id)
 			if err != nil {
@@ -1004,7 +1006,7 @@ func TestFinishUsesStoredParts(t *testing.T) {
 						t.Fatalf("GetInfo = %+v, %v", info, err)
 					}
 					lists := e.s3.count("ListParts")
-					n, err := up.WriteChunk(WithBodyLength(ctx, c), off, reqBody(data[off:off+c]))
+					n, err := up.WriteChunk(bodylen.With(ctx, c), off, reqBody(data[off:off+c]))
 					if err != nil || n != c {
 						t.Fatalf("WriteChunk = %d, %v", n, err)
 					}

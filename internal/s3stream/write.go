@@ -14,21 +14,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
-type lengthKey struct{}
-
-// WithBodyLength records that the request body carries n bytes (its
-// Content-Length; negative: unknown). tusd hands stores only a reader, and
-// the length lets a write size its parts up front: the last part of a
-// buffered write is sent while it arrives, and a write through a window
-// must declare every request's length before its first byte.
-func WithBodyLength(ctx context.Context, n int64) context.Context {
-	return context.WithValue(ctx, lengthKey{}, n)
-}
-
+// bodyLength is the request body's length (bodylen; -1: unknown). tusd
+// hands stores only a reader, and the length lets a write size its parts
+// up front: the last part of a buffered write is sent while it arrives,
+// and a write through a window must declare every request's length before
+// its first byte.
 func bodyLength(ctx context.Context) int64 {
-	if n, ok := ctx.Value(lengthKey{}).(int64); ok {
+	if n, ok := bodylen.From(ctx); ok {
 		return n
 	}
 	return -1
@@ -64,10 +61,10 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		return 0, err
 	}
 	if st.completed {
-		return 0, fmt.Errorf("s3stream: writing to %s, which is complete", u.id)
+		return 0, storeerr.Permanent(fmt.Errorf("s3stream: writing to %s, which is complete", u.id))
 	}
 	if st.offset() != offset {
-		return 0, fmt.Errorf("s3stream: %s holds %d bytes, not the %d the write starts at", u.id, st.offset(), offset)
+		return 0, storeerr.Permanent(fmt.Errorf("s3stream: %s holds %d bytes, not the %d the write starts at", u.id, st.offset(), offset))
 	}
 	expect := int64(math.MaxInt64 / 4) // deferred length: until the body ends
 	if !st.info.SizeIsDeferred {
@@ -557,7 +554,8 @@ func (w *writer) openTail(ctx context.Context) (io.ReadCloser, error) {
 	}
 	if err != nil {
 		out.Body.Close()
-		return nil, fmt.Errorf("s3stream: the tail of %s changed: %w", w.key, err)
+		// Under the upload's lock only this write changes the tail.
+		return nil, storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s changed: %w", w.key, err))
 	}
 	return out.Body, nil
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
-	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
@@ -391,15 +390,14 @@ func (f *inflight) wait() <-chan struct{} {
 	return f.idle
 }
 
-// bodyLength passes the length of upload bodies to the store wrapper, which
-// refuses a body that would take an upload past its size limit before
-// reading it (bodylen), and to the S3 write path, which sizes its last part
-// by it (s3stream.WithBodyLength).
+// bodyLength passes the length of upload bodies (bodylen) to the store
+// wrapper, which refuses a body that would take an upload past its size
+// limit before reading it, and to the S3 write path, which sizes its parts
+// by it.
 func bodyLength(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength >= 0 && (r.Method == http.MethodPatch || r.Method == http.MethodPost) {
-			ctx := bodylen.With(r.Context(), r.ContentLength)
-			r = r.WithContext(s3stream.WithBodyLength(ctx, r.ContentLength))
+			r = r.WithContext(bodylen.With(r.Context(), r.ContentLength))
 		}
 		next.ServeHTTP(w, r)
 	})
