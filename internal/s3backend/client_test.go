@@ -24,25 +24,20 @@ func numbers(ps []types.Part) []int32 {
 	return out
 }
 
-func TestContiguousParts(t *testing.T) {
+func TestContiguousRun(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		in        []types.Part
-		keep      []int32
-		staleWant []int32
+		name string
+		in   []types.Part
+		want []int32
 	}{
-		{"none", nil, nil, nil},
-		{"contiguous", parts([2]int64{1, 5}, [2]int64{2, 5}, [2]int64{3, 1}), []int32{1, 2, 3}, nil},
-		{"unsorted", parts([2]int64{2, 5}, [2]int64{1, 5}), []int32{1, 2}, nil},
-		{"gap", parts([2]int64{1, 5}, [2]int64{2, 5}, [2]int64{4, 5}, [2]int64{5, 5}), []int32{1, 2}, []int32{4, 5}},
-		{"missing first", parts([2]int64{2, 5}, [2]int64{3, 5}), nil, []int32{2, 3}},
-		{"blanked part ends the run", parts([2]int64{1, 5}, [2]int64{2, 0}, [2]int64{3, 5}), []int32{1}, []int32{3}},
-		{"blanked parts past the run are ignored", parts([2]int64{1, 5}, [2]int64{3, 0}, [2]int64{4, 0}), []int32{1}, nil},
-		{"gap filled later, blanked tail ignored", parts([2]int64{1, 5}, [2]int64{2, 5}, [2]int64{3, 5}, [2]int64{4, 0}), []int32{1, 2, 3}, nil},
+		{"none", nil, nil},
+		{"contiguous", parts([2]int64{1, 5}, [2]int64{2, 5}, [2]int64{3, 1}), []int32{1, 2, 3}},
+		{"gap", parts([2]int64{1, 5}, [2]int64{2, 5}, [2]int64{4, 5}), []int32{1, 2}},
+		{"missing first", parts([2]int64{2, 5}, [2]int64{3, 5}), nil},
+		{"blanked part ends the run", parts([2]int64{1, 5}, [2]int64{2, 0}, [2]int64{3, 5}), []int32{1}},
 	} {
-		keep, stale := contiguousParts(tc.in)
-		if !reflect.DeepEqual(numbers(keep), tc.keep) || !reflect.DeepEqual(stale, tc.staleWant) {
-			t.Errorf("%s: keep %v stale %v; want %v %v", tc.name, numbers(keep), stale, tc.keep, tc.staleWant)
+		if got := numbers(contiguousRun(tc.in)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -1,10 +1,12 @@
 package s3stream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,11 @@ type state struct {
 	parts     []types.CompletedPart
 	partsSize int64
 	first     int64 // size of part 1, if stored
+	// stale are parts stored past a gap in the part numbers (a part upload
+	// that failed or was cut off while a later one got through): they do
+	// not count, and a write blanks them before it adds parts, so that they
+	// can never look contiguous later.
+	stale     []int32
 	tail      int64 // bytes of the tail that count
 	staleTail bool  // a .part object exists whose bytes are in parts
 	completed bool  // the multipart upload was completed (or aborted)
@@ -99,27 +106,27 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	go func() {
 		defer wg.Done()
 		in := &s3.ListPartsInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID)}
+		var all []types.Part
 		for {
 			out, err := s.Objects.ListParts(ctx, in)
 			if err != nil {
 				partsErr = err
 				return
 			}
-			for _, p := range out.Parts {
-				if aws.ToInt32(p.PartNumber) != int32(len(st.parts)+1) {
-					partsErr = storeerr.Permanent(fmt.Errorf("s3stream: part %d of %s follows part %d", aws.ToInt32(p.PartNumber), objectID, len(st.parts)))
-					return
-				}
-				st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
-				st.partsSize += aws.ToInt64(p.Size)
-				if len(st.parts) == 1 {
-					st.first = aws.ToInt64(p.Size)
-				}
-			}
+			all = append(all, out.Parts...)
 			if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
-				return
+				break
 			}
 			in.PartNumberMarker = out.NextPartNumberMarker
+		}
+		var keep []types.Part
+		keep, st.stale = contiguousParts(all)
+		for _, p := range keep {
+			st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
+			st.partsSize += aws.ToInt64(p.Size)
+		}
+		if len(keep) > 0 {
+			st.first = aws.ToInt64(keep[0].Size)
 		}
 	}()
 	go func() {
@@ -174,6 +181,51 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	}
 	st.info.Offset = st.offset()
 	return st, nil
+}
+
+// contiguousParts splits parts into the run 1, 2, … k of non-empty parts
+// and the numbers of the non-empty parts after the first gap.
+func contiguousParts(parts []types.Part) (keep []types.Part, stale []int32) {
+	parts = slices.Clone(parts)
+	slices.SortFunc(parts, func(a, b types.Part) int { return int(aws.ToInt32(a.PartNumber)) - int(aws.ToInt32(b.PartNumber)) })
+	next, gap := int32(1), false
+	for _, p := range parts {
+		n, size := aws.ToInt32(p.PartNumber), aws.ToInt64(p.Size)
+		switch {
+		case size == 0:
+			gap = gap || n == next
+		case !gap && n == next:
+			keep = append(keep, p)
+			next++
+		default:
+			gap = true
+			stale = append(stale, n)
+		}
+	}
+	return keep, stale
+}
+
+// blankStale overwrites the stale parts with empty ones, which never count
+// (the repair of what a part upload that failed past a gap left). It runs
+// in writes only, under the upload's lock.
+func (s *Store) blankStale(ctx context.Context, st *state, objectID, multipartID string) error {
+	if len(st.stale) == 0 {
+		return nil
+	}
+	key := s.key(objectID)
+	for _, n := range st.stale {
+		_, err := s.Parts.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
+			PartNumber: aws.Int32(n), Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
+		})
+		if err != nil {
+			return fmt.Errorf("s3stream: blanking stale part %d of %s: %w", n, objectID, err)
+		}
+	}
+	s.Log.WarnContext(ctx, "discarded S3 parts stored past a gap (an interrupted part upload); the client resends those bytes",
+		"key", key, "kept_parts", len(st.parts), "discarded_parts", st.stale)
+	st.stale = nil
+	return nil
 }
 
 // isNotFound reports whether err is S3's answer for a missing object.

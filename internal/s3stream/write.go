@@ -79,6 +79,10 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	}
 
 	objectID, multipartID := splitID(u.id)
+	if err := s.blankStale(ctx, &st, objectID, multipartID); err != nil {
+		u.st = nil
+		return 0, err
+	}
 	w := s.newWriter(&st, objectID, multipartID, src)
 	defer w.release()
 	need := w.cut(int32(len(st.parts)+1), st.partsSize, offset+expect)

@@ -30,9 +30,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/metadata"
 )
 
@@ -195,9 +197,10 @@ func (l *locker) NewLock(id string) (handler.Lock, error) {
 }
 
 type checkedLock struct {
-	inner handler.Lock
-	id    string
-	s     *store
+	inner   handler.Lock
+	id      string
+	s       *store
+	release func() // ends the record in the request's lockscope
 }
 
 // Lock runs in the request's context (tusd's lock context carries the
@@ -215,10 +218,14 @@ func (l *checkedLock) Lock(ctx context.Context, requestRelease func()) error {
 		return err
 	}
 	l.s.opt.Held.add(l.id, 1)
+	l.release = lockscope.Add(ctx, l.id)
 	return nil
 }
 
 func (l *checkedLock) Unlock() error {
+	if l.release != nil {
+		l.release()
+	}
 	l.s.opt.Held.add(l.id, -1)
 	return l.inner.Unlock()
 }
@@ -346,6 +353,12 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 		}
 		switch state {
 		case NotAssembled:
+			if !lockscope.Holds(ctx, u.id) {
+				// A repair must not race with the request that holds the
+				// lock: only a request holding it finishes the upload (see
+				// ConcatUploads for the one that reads without it).
+				break
+			}
 			u.s.opt.Log.WarnContext(ctx, "finishing an upload whose assembly failed or was not approved earlier", "id", u.id)
 			if err := u.finish(ctx, info); err != nil {
 				return info, err
@@ -466,6 +479,9 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		if !info.IsPartial {
 			return ErrNotPartial
 		}
+		if err := u.s.assemblePartial(ctx, info); err != nil {
+			return err
+		}
 		inner[i] = w.inner
 	}
 	info, err := u.inner.GetInfo(ctx)
@@ -484,6 +500,41 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	}
 	return u.assembled(ctx, info)
 }
+
+// assemblePartial finishes a partial upload that is complete but not
+// assembled (its CompleteMultipartUpload failed), under its lock: tusd
+// reads the partials of a final upload without locking them, and their
+// objects must exist before they are concatenated.
+func (s *store) assemblePartial(ctx context.Context, info handler.FileInfo) error {
+	a := s.opt.Assembly
+	if a == nil || info.SizeIsDeferred || info.Offset != info.Size || !s.inner.UsesLocker {
+		return nil
+	}
+	state, err := a.Assembly(ctx, info)
+	if err != nil || state != NotAssembled {
+		return s.fail(ctx, "check assembly", info.ID, err)
+	}
+	lock, err := (&locker{inner: s.inner.Locker, s: s}).NewLock(info.ID)
+	if err != nil {
+		return s.fail(ctx, "lock partial upload", info.ID, err)
+	}
+	lockCtx, cancel := context.WithTimeout(ctx, partialLockWait)
+	defer cancel()
+	if err := lock.Lock(lockCtx, func() {}); err != nil {
+		return s.fail(ctx, "lock partial upload", info.ID, err)
+	}
+	defer lock.Unlock()
+	up, err := s.GetUpload(ctx, info.ID)
+	if err != nil {
+		return err
+	}
+	_, err = up.GetInfo(ctx) // holding the lock, this finishes it
+	return err
+}
+
+// partialLockWait bounds how long a concatenation waits for a partial
+// upload's lock (tusd's own lock wait).
+const partialLockWait = 20 * time.Second
 
 func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	err := u.s.inner.ContentServer.AsServableUpload(u.inner).ServeContent(ctx, w, r)

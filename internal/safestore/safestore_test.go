@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
 
+	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -161,31 +163,80 @@ func TestTerminateUnknownIs404(t *testing.T) {
 	}
 }
 
-func TestUnassembledCompleteUploadIsFinished(t *testing.T) {
-	f, c := newStore(assembly{"done": Assembled, "stuck": NotAssembled, "partway": NotAssembled, "fresh": NotAssembled, "aborted": Gone})
-	f.uploads["done"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "done", Size: 5, Offset: 5}}
-	f.uploads["aborted"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "aborted", Size: 5, Offset: 5}}
-	gone, _ := c.Core.GetUpload(context.Background(), "aborted")
-	if _, err := gone.GetInfo(context.Background()); !errors.Is(err, handler.ErrNotFound) {
+// An upload complete but not assembled is finished by a request that holds
+// its lock, never by one that only reads it (tusd reads the partials of a
+// final upload without their locks), and a concatenation finishes its
+// partials under their locks.
+func TestUnassembledCompleteUploadIsFinishedUnderItsLock(t *testing.T) {
+	f := &fakeStore{uploads: map[string]*fakeUpload{}}
+	inner := handler.NewStoreComposer()
+	inner.UseCore(f)
+	inner.UseTerminater(f)
+	memorylocker.New().UseIn(inner)
+	a := assembly{"done": Assembled, "stuck": NotAssembled, "partway": NotAssembled, "fresh": NotAssembled, "aborted": Gone}
+	c := Wrap(inner, Options{Assembly: a, Log: slog.New(slog.DiscardHandler)})
+	for _, id := range []string{"done", "aborted", "stuck"} {
+		f.uploads[id] = &fakeUpload{s: f, info: handler.FileInfo{ID: id, Size: 5, Offset: 5}}
+	}
+	f.uploads["partway"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "partway", Size: 5, Offset: 2}}
+
+	// Read as tusd reads a final upload's partials: no lock.
+	ctx := lockscope.New(context.Background())
+	gone, _ := c.Core.GetUpload(ctx, "aborted")
+	if _, err := gone.GetInfo(ctx); !errors.Is(err, handler.ErrNotFound) {
 		t.Fatalf("upload whose data is gone: %v, want not found", err)
 	}
-	f.uploads["stuck"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "stuck", Size: 5, Offset: 5}}
-	f.uploads["partway"] = &fakeUpload{s: f, info: handler.FileInfo{ID: "partway", Size: 5, Offset: 2}}
 	for _, id := range []string{"done", "stuck", "partway"} {
-		up, _ := c.Core.GetUpload(context.Background(), id)
-		if _, err := up.GetInfo(context.Background()); err != nil {
+		up, _ := c.Core.GetUpload(ctx, id)
+		info, err := up.GetInfo(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if id == "stuck" && info.Offset != 5 {
+			t.Fatalf("stuck reads offset %d", info.Offset)
+		}
+	}
+	if len(f.finished) != 0 {
+		t.Fatalf("finished %v without holding a lock", f.finished)
+	}
+
+	// Under its lock, as for HEAD, PATCH and GET.
+	for _, id := range []string{"done", "stuck", "partway"} {
+		lock, err := c.Locker.NewLock(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lock.Lock(ctx, func() {}); err != nil {
+			t.Fatal(err)
+		}
+		up, _ := c.Core.GetUpload(ctx, id)
+		if _, err := up.GetInfo(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lock.Unlock()
 	}
 	if len(f.finished) != 1 || f.finished[0] != "stuck" {
 		t.Fatalf("finished %v, want [stuck]", f.finished)
 	}
-	// A just-created upload is never finished by a GetInfo.
-	up, _ := c.Core.NewUpload(context.Background(), handler.FileInfo{ID: "fresh"})
-	if _, err := up.GetInfo(context.Background()); err != nil {
+	// A lock held by another request does not count.
+	f.finished = nil
+	other := lockscope.New(context.Background())
+	lock, _ := c.Locker.NewLock("stuck")
+	if err := lock.Lock(other, func() {}); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.finished) != 1 {
+	up, _ := c.Core.GetUpload(ctx, "stuck")
+	if _, err := up.GetInfo(ctx); err != nil || len(f.finished) != 0 {
+		t.Fatalf("GetInfo = %v, finished %v while another request held the lock", err, f.finished)
+	}
+	lock.Unlock()
+
+	// A just-created upload is never finished by a GetInfo.
+	fresh, _ := c.Core.NewUpload(ctx, handler.FileInfo{ID: "fresh"})
+	if _, err := fresh.GetInfo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.finished) != 0 {
 		t.Fatalf("fresh upload finished by GetInfo: %v", f.finished)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
@@ -388,6 +389,14 @@ func (f *inflight) wait() <-chan struct{} {
 		f.idle = make(chan struct{})
 	}
 	return f.idle
+}
+
+// lockScope gives each upload request a lockscope, in which the store
+// records the upload locks the request holds.
+func lockScope(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(lockscope.New(r.Context())))
+	})
 }
 
 // bodyLength passes the length of upload bodies (bodylen) to the store

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	}
 	reg.MustRegister(prometheuscollector.New(tus.Metrics))
 
-	var uploads http.Handler = bodyLength(tus)
+	var uploads http.Handler = lockScope(bodyLength(tus))
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
 		uploads = uploadExpires(ttl, time.Now, uploads)
 	}

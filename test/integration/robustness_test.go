@@ -435,3 +435,26 @@ func TestAbortedMultipartUploadIs404(t *testing.T) {
 		t.Fatalf("PATCH of an aborted upload: %d, want 404", r.Status)
 	}
 }
+
+// A partial upload whose assembly failed is finished, under its lock, when
+// a final upload names it (tusd reads partials without their locks, and a
+// repair must not run without one).
+func TestConcatFinishesUnassembledPartial(t *testing.T) {
+	b, proxy := s3BehindProxy(t)
+	g := b.start(t)
+	data, _ := payload(6*MiB, 24)
+	loc := create(t, g, int64(len(data)), "Upload-Concat", "partial")
+	proxy.FailMatching(func(r *http.Request) bool {
+		return r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+	})
+	if r := patch(t, loc, 0, data); r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("PATCH whose assembly fails: %d %s", r.Status, r.Body)
+	}
+	proxy.FailMatching(nil)
+	r := do(t, "POST", g.URL+"/files/", with(tusHeaders, "Upload-Concat", "final;"+loc), nil)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("final: %d %s", r.Status, r.Body)
+	}
+	b.assertStored(t, r.Header.Get("Location"), sha256Hex(data), int64(len(data)))
+	b.assertStored(t, loc, sha256Hex(data), int64(len(data)))
+}
