@@ -135,17 +135,21 @@ type S3 struct {
 	ObjectPrefix          string
 	PartSize              int64
 	MinPartSize           int64
+	// MaxBufferedParts and ConcurrentPartUploads have no effect: they tuned
+	// tusd's temp-file write path, which tusgate no longer uses. They are
+	// read so that configurations that set them still start.
 	MaxBufferedParts      int
 	ConcurrentPartUploads int
 	// BufferMemory bounds the memory of part buffers (the stream and
-	// buffer write paths); writes beyond it use temp files. 0: always temp
-	// files.
+	// buffer write paths); writes beyond it stream through windows. 0:
+	// always windows.
 	BufferMemory int64
 	// ParallelParts is the most parts of one upload on their way to S3 at
 	// once, each in its own part buffer, while the buffer budget is less
 	// than half used.
 	ParallelParts int
-	// TempDir holds parts on their way to S3; empty means DataDir/s3-tmp.
+	// TempDir is where partial uploads smaller than a part are joined;
+	// empty means DataDir/s3-tmp.
 	TempDir string
 	// StorageClass of finished objects (empty: the bucket's default).
 	StorageClass string

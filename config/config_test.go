@@ -167,8 +167,8 @@ func TestParseSize(t *testing.T) {
 }
 
 func TestS3Limits(t *testing.T) {
-	_, err := Load([]string{"--insecure-no-auth", "--s3-bucket=b", "--max-size=6TiB", "--s3-min-part-size=1MiB", "--s3-part-size=6GiB", "--s3-max-buffered-parts=0", "--s3-parallel-parts=0", "--s3-sse=DES", "--s3-sse-kms-key-id=k", "--s3-storage-class=COLD"}, env())
-	for _, w := range []string{"exceeds S3's largest object", "below S3's minimum part size", "exceeds S3's largest part", "--s3-max-buffered-parts must be at least 1", "--s3-parallel-parts 0 must be between 1 and 64", `--s3-sse "DES"`, "--s3-sse-kms-key-id needs --s3-sse aws:kms", `--s3-storage-class "COLD"`} {
+	_, err := Load([]string{"--insecure-no-auth", "--s3-bucket=b", "--max-size=6TiB", "--s3-min-part-size=1MiB", "--s3-part-size=6GiB", "--s3-parallel-parts=0", "--s3-sse=DES", "--s3-sse-kms-key-id=k", "--s3-storage-class=COLD"}, env())
+	for _, w := range []string{"exceeds S3's largest object", "below S3's minimum part size", "exceeds S3's largest part", "--s3-parallel-parts 0 must be between 1 and 64", `--s3-sse "DES"`, "--s3-sse-kms-key-id needs --s3-sse aws:kms", `--s3-storage-class "COLD"`} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("missing %q in %v", w, err)
 		}

@@ -90,15 +90,15 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.S3.PathStyle, "s3-path-style", cfg.S3.PathStyle, "path-style S3 addressing (implied by a custom endpoint)")
 	fs.StringVar(&cfg.S3.ObjectPrefix, "s3-object-prefix", cfg.S3.ObjectPrefix, "key `prefix` for every object tusgate writes")
 	fs.Var(sizeValue{&cfg.S3.PartSize}, "s3-part-size", "preferred S3 part `size` (each upload in progress holds one to --s3-parallel-parts of them in memory)")
-	fs.Var(sizeValue{&cfg.S3.BufferMemory}, "s3-buffer-memory", "memory `size` for part buffers, server-wide; writes beyond it go through --s3-temp-dir (0: always)")
+	fs.Var(sizeValue{&cfg.S3.BufferMemory}, "s3-buffer-memory", "memory `size` for part buffers, server-wide; writes beyond it stream through a 256KiB window each (0: always)")
 	fs.IntVar(&cfg.S3.ParallelParts, "s3-parallel-parts", cfg.S3.ParallelParts, "parts of one upload sent to S3 at once, each in a part buffer (while --s3-buffer-memory is less than half used)")
 	fs.Var(sizeValue{&cfg.S3.MinPartSize}, "s3-min-part-size", "smallest S3 part `size` (AWS: 5MiB; R2: set equal to --s3-part-size)")
-	fs.IntVar(&cfg.S3.MaxBufferedParts, "s3-max-buffered-parts", cfg.S3.MaxBufferedParts, "temp-file path: parts buffered on disk per upload while S3 is busy")
-	fs.IntVar(&cfg.S3.ConcurrentPartUploads, "s3-concurrent-part-uploads", cfg.S3.ConcurrentPartUploads, "temp-file path: part uploads to S3 running at once, server-wide")
+	fs.IntVar(&cfg.S3.MaxBufferedParts, "s3-max-buffered-parts", cfg.S3.MaxBufferedParts, "no effect: tuned tusd's temp-file path, which tusgate no longer uses")
+	fs.IntVar(&cfg.S3.ConcurrentPartUploads, "s3-concurrent-part-uploads", cfg.S3.ConcurrentPartUploads, "no effect: tuned tusd's temp-file path, which tusgate no longer uses")
 	fs.StringVar(&cfg.S3.StorageClass, "s3-storage-class", cfg.S3.StorageClass, "storage `class` of finished objects, e.g. STANDARD_IA (default: the bucket's)")
 	fs.StringVar(&cfg.S3.SSE, "s3-sse", cfg.S3.SSE, "server-side `encryption` of every object written: AES256 or aws:kms")
 	fs.StringVar(&cfg.S3.SSEKMSKeyID, "s3-sse-kms-key-id", cfg.S3.SSEKMSKeyID, "KMS key `id` for --s3-sse aws:kms (default: the account's S3 key)")
-	fs.StringVar(&cfg.S3.TempDir, "s3-temp-dir", cfg.S3.TempDir, "`directory` for parts on their way to S3 when part buffers are spent (default: <data-dir>/s3-tmp)")
+	fs.StringVar(&cfg.S3.TempDir, "s3-temp-dir", cfg.S3.TempDir, "`directory` where partial uploads smaller than a part are joined (default: <data-dir>/s3-tmp)")
 	return fs
 }
 

@@ -332,16 +332,10 @@ func (s *S3) validate() Problems {
 		add("--s3-part-size %s exceeds S3's largest part of 5GiB", FormatSize(s.PartSize))
 	}
 	if s.BufferMemory < 0 {
-		add("--s3-buffer-memory must not be negative (0 sends every write through --s3-temp-dir)")
+		add("--s3-buffer-memory must not be negative (0 sends every write through a window)")
 	}
 	if s.ParallelParts < 1 || s.ParallelParts > 64 {
 		add("--s3-parallel-parts %d must be between 1 and 64", s.ParallelParts)
-	}
-	if s.MaxBufferedParts < 1 {
-		add("--s3-max-buffered-parts must be at least 1 (default 20)")
-	}
-	if s.ConcurrentPartUploads < 1 {
-		add("--s3-concurrent-part-uploads must be at least 1 (default 10)")
 	}
 	switch s.SSE {
 	case "", "AES256", "aws:kms":

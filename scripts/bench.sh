@@ -16,6 +16,10 @@
 #   many    BENCH_MANY (200) concurrent uploads of 1MiB
 #   small   BENCH_SMALL_N (500) creation-with-upload POSTs of 64KiB,
 #           BENCH_SMALL_CONC (16) at a time
+#   series  tusgate and tusd (no direct S3) at each concurrency level of
+#           BENCH_SERIES ("8x128MiB 64x32MiB 256x8MiB": concurrent uploads
+#           x size of each), to see how CPU/GiB, throughput and peak RSS
+#           follow the number of uploads in flight
 #   head    BENCH_HEADS (200) HEADs, one at a time, on an upload of
 #           BENCH_HEAD_PARTS (2000) parts of 5MiB (filled with one PATCH of
 #           10 GiB; tusgate and tusd are restarted with 5MiB parts for it;
@@ -56,7 +60,7 @@ cd "$ROOT"
 
 # The settings given, for the command printed with the report.
 REPRO=""
-for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_MANY BENCH_SMALL_N \
+for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_SERIES BENCH_MANY BENCH_SMALL_N \
 	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
 	BENCH_S3_HTTP; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
@@ -67,6 +71,7 @@ BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-single conc many small head}
 BENCH_CONC=${BENCH_CONC:-8}
 BENCH_CONC_SIZE=${BENCH_CONC_SIZE:-128MiB}
+BENCH_SERIES=${BENCH_SERIES:-8x128MiB 64x32MiB 256x8MiB}
 BENCH_MANY=${BENCH_MANY:-200}
 BENCH_SMALL_N=${BENCH_SMALL_N:-500}
 BENCH_SMALL_CONC=${BENCH_SMALL_CONC:-16}
@@ -103,7 +108,10 @@ esac
 [[ $BENCH_QUIET_WAIT =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT must be a number of seconds"
 [[ $BENCH_PROFILE =~ ^[0-9]+$ ]] || die "BENCH_PROFILE must be a number of seconds (0: no profiles)"
 for s in $BENCH_SCENARIOS; do
-	case $s in single | conc | many | small | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
+	case $s in single | conc | series | many | small | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
+done
+for lvl in $BENCH_SERIES; do
+	[[ $lvl =~ ^[1-9][0-9]*x[0-9]+[KMG]iB$ ]] || die "BENCH_SERIES: $lvl is not UPLOADSxSIZE (e.g. 64x32MiB)"
 done
 command -v openssl >/dev/null || die "openssl is needed for the test CA"
 command -v curl >/dev/null || die "curl is needed"
@@ -413,13 +421,14 @@ warm_up() {
 }
 
 # write_paths SCENARIO: records how tusgate's PATCHes of the scenario
-# reached S3 (tusgate_s3_writes_total by path, since the last call), to
-# show whether any spilled to the temp dir.
+# reached S3 (tusgate_s3_writes_total by path, since the last call): from
+# part buffers (stream, buffer) or through windows (window); tempfile is
+# tusd's temp-file path, which tusgate no longer takes.
 PATHS_BEFORE=""
 write_paths() {
 	local now line="" p v b
 	now=$(curl -sf --max-time 5 "$TG_METRICS" | awk -F'[{}" ]+' '/^tusgate_s3_writes_total/ {print $3 "=" $NF}' | sort) || return 0
-	for p in stream buffer tempfile; do
+	for p in stream buffer window tempfile; do
 		v=$(sed -n "s/^$p=//p" <<<"$now")
 		b=$(sed -n "s/^$p=//p" <<<"$PATHS_BEFORE")
 		line+=" $p=$((${v:-0} - ${b:-0}))"
@@ -442,6 +451,12 @@ for ((si = 0; si < ${#SCENARIOS[@]}; si++)); do
 	small) interleave "${BENCH_SMALL_N}x64KiB creation-with-upload c$BENCH_SMALL_CONC" "$ALL" \
 		--uploads "$BENCH_SMALL_N" --size 64KiB --concurrency "$BENCH_SMALL_CONC" --creation-with-upload ;;&
 	single | conc | many | small) write_paths "$s" ;;
+	series)
+		for lvl in $BENCH_SERIES; do
+			interleave "${lvl} c${lvl%%x*}" "tusgate tusd" --uploads "${lvl%%x*}" --size "${lvl#*x}" --concurrency "${lvl%%x*}"
+			write_paths "series $lvl"
+		done
+		;;
 	head)
 		# Both servers again with 5 MiB parts, so that one PATCH makes
 		# BENCH_HEAD_PARTS parts; the default servers are stopped meanwhile
@@ -481,7 +496,7 @@ REPORT="$OUTDIR/bench-$stamp.md"
 	"$BENCH" report --subject tusgate "$RESULTS"
 	if [[ -s $RUN/paths.txt ]]; then
 		echo
-		echo "How tusgate's PATCHes reached S3 (tusgate_s3_writes_total: stream and buffer use part buffers, tempfile the temp dir):"
+		echo "How tusgate's PATCHes reached S3 (tusgate_s3_writes_total: stream and buffer use part buffers, window a 256 KiB window, tempfile the temp dir):"
 		echo
 		sed 's/^/- /' "$RUN/paths.txt"
 	fi

@@ -99,9 +99,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
 	store.PreferredPartSize = s.PartSize
 	store.MinPartSize = s.MinPartSize
-	store.MaxBufferedParts = int64(s.MaxBufferedParts)
 	store.TemporaryDirectory = tmp.Path
-	store.SetConcurrentPartUploads(s.ConcurrentPartUploads)
 
 	writer := &s3stream.Store{
 		Inner:   store,
