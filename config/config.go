@@ -131,10 +131,10 @@ type S3 struct {
 	Region   string
 	// PathStyle forces path-style addressing (bucket in the path). It is
 	// implied when a custom endpoint is configured.
-	PathStyle             bool
-	ObjectPrefix          string
-	PartSize              int64
-	MinPartSize           int64
+	PathStyle    bool
+	ObjectPrefix string
+	PartSize     int64
+	MinPartSize  int64
 	// MaxBufferedParts and ConcurrentPartUploads have no effect: they tuned
 	// tusd's temp-file write path, which tusgate no longer uses. They are
 	// read so that configurations that set them still start.
