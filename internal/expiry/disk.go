@@ -2,10 +2,8 @@ package expiry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/layout"
 )
 
 // Disk implements Inventory and Tombstones for tusd's filestore in Dir: the
@@ -113,7 +113,7 @@ func (d *Disk) read(infoRel string) (diskUpload, bool, error) {
 		return diskUpload{}, false, err
 	}
 	var u diskUpload
-	if json.NewDecoder(io.LimitReader(f, infoLimit)).Decode(&u.info) != nil || u.info.ID != id {
+	if u.info, err = layout.DecodeInfo(f); err != nil || u.info.ID != id {
 		return diskUpload{}, false, nil // not an upload's
 	}
 	u.infoMod = st.ModTime()
@@ -282,7 +282,7 @@ func (d *Disk) RemoveInfo(_ context.Context, id string) error {
 }
 
 // tombstoneDir is where tombstones live: Dir/.tusgate/expired.
-func (d *Disk) tombstoneDir() string { return filepath.Join(d.Dir, ".tusgate", "expired") }
+func (d *Disk) tombstoneDir() string { return filepath.Join(d.Dir, layout.InternalFolder, "expired") }
 
 // Put implements Tombstones: it writes the tombstone atomically, with its
 // mtime set to expired.

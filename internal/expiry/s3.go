@@ -3,7 +3,6 @@ package expiry
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/layout"
 )
 
 // S3API is the part of *s3.Client that S3 uses.
@@ -45,9 +45,6 @@ type S3 struct {
 	Prefix string // as tusd's ObjectPrefix (surrounding "/" are ignored)
 }
 
-// infoLimit bounds how much of a .info is read.
-const infoLimit = 1 << 20
-
 // root is the key prefix of uploads: "<prefix>/", or "" without prefix.
 func (s *S3) root() string {
 	p := strings.Trim(s.Prefix, "/")
@@ -64,17 +61,7 @@ func (s *S3) objectID(key string) (string, bool) {
 	return id, ok && validRel(id)
 }
 
-// splitID splits a tus upload ID into object ID and multipart ID, as
-// s3store does (at the last "+").
-func splitID(id string) (objectID, multipartID string) {
-	i := strings.LastIndex(id, "+")
-	if i < 0 {
-		return id, ""
-	}
-	return id[:i], id[i+1:]
-}
-
-func (s *S3) tombstoneRoot() string { return s.root() + ".tusgate/expired/" }
+func (s *S3) tombstoneRoot() string { return s.root() + layout.InternalFolder + "/expired/" }
 
 // Unfinished implements Inventory: every in-progress multipart upload under
 // the prefix that has a .info naming it.
@@ -105,11 +92,10 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 		}
 		return Upload{}, false, fmt.Errorf("reading %s.info: %w", key, err)
 	}
-	var info handler.FileInfo
-	err = json.NewDecoder(io.LimitReader(out.Body, infoLimit)).Decode(&info)
+	info, err := layout.DecodeInfo(out.Body)
 	out.Body.Close()
 	if err != nil {
-		return Upload{}, false, fmt.Errorf("%s.info is not a tusd FileInfo: %w", key, err)
+		return Upload{}, false, fmt.Errorf("%s.info: %w", key, err)
 	}
 	if want := objectID + "+" + mpID; info.ID != want {
 		// Not expired nor aborted: someone else's doing, for a human to look at.
@@ -310,11 +296,11 @@ func (s *S3) readID(ctx context.Context, objectID string) (string, error) {
 		return "", fmt.Errorf("reading %s: %w", key, err)
 	}
 	defer out.Body.Close()
-	var info handler.FileInfo
-	if err := json.NewDecoder(io.LimitReader(out.Body, infoLimit)).Decode(&info); err != nil {
-		return "", fmt.Errorf("%s is not a tusd FileInfo: %w", key, err)
+	info, err := layout.DecodeInfo(out.Body)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", key, err)
 	}
-	if got, _ := splitID(info.ID); got != objectID {
+	if got, _ := layout.SplitID(info.ID); got != objectID {
 		return "", fmt.Errorf("%s names upload %q; left alone", key, info.ID)
 	}
 	return info.ID, nil
@@ -324,7 +310,7 @@ func (s *S3) readID(ctx context.Context, objectID string) (string, error) {
 // upload was completed meanwhile (the multipart upload is gone and the
 // object exists), it leaves everything in place and returns an error.
 func (s *S3) Remove(ctx context.Context, u Upload) error {
-	objectID, mpID := splitID(u.ID)
+	objectID, mpID := layout.SplitID(u.ID)
 	if !validRel(objectID) || mpID == "" {
 		return fmt.Errorf("not an s3store upload ID: %q", u.ID)
 	}
@@ -379,7 +365,7 @@ func (s *S3) RemoveOrphan(ctx context.Context, o Orphan) error {
 // RemoveInfo implements Inventory. It refuses if the upload's object does
 // not exist (the upload is not finished).
 func (s *S3) RemoveInfo(ctx context.Context, id string) error {
-	objectID, _ := splitID(id)
+	objectID, _ := layout.SplitID(id)
 	if !validRel(objectID) {
 		return fmt.Errorf("not an s3store upload ID: %q", id)
 	}
@@ -399,7 +385,7 @@ func (s *S3) RemoveInfo(ctx context.Context, id string) error {
 // tombstoneKey returns the key of id's tombstone, and false for IDs that
 // cannot be uploads.
 func (s *S3) tombstoneKey(id string) (string, bool) {
-	objectID, _ := splitID(id)
+	objectID, _ := layout.SplitID(id)
 	return s.tombstoneRoot() + objectID, validRel(objectID)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/tus/tusd/v2/pkg/s3store"
 
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/test/testenv"
 )
 
@@ -40,7 +41,7 @@ func s3Store(t *testing.T, prefix string, wrap func(S3API) S3API) store {
 		inv.Client = wrap(srv.Client)
 	}
 	root := inv.root()
-	key := func(id string) string { o, _ := splitID(id); return root + o }
+	key := func(id string) string { o, _ := layout.SplitID(id); return root + o }
 
 	createMultipart := func(t *testing.T, key string) string {
 		out, err := srv.Client.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(key)})

@@ -2,14 +2,13 @@ package quota
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tusgate/tusgate/internal/layout"
 )
 
 // Disk counts an owner's unfinished uploads in tusd's filestore layout:
@@ -31,12 +30,13 @@ func (d Disk) Usage(ctx context.Context, ownerFolder string) (Usage, error) {
 		if !ok || e.IsDir() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(d.Dir, ownerFolder, e.Name()))
+		f, err := os.Open(filepath.Join(d.Dir, ownerFolder, e.Name()))
 		if err != nil {
 			continue // terminated meanwhile
 		}
-		var info handler.FileInfo
-		if json.Unmarshal(b, &info) != nil {
+		info, err := layout.DecodeInfo(f)
+		f.Close()
+		if err != nil {
 			continue
 		}
 		st, err := os.Stat(filepath.Join(d.Dir, ownerFolder, name))

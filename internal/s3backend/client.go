@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/metadata"
 )
 
@@ -52,7 +53,7 @@ func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettin
 
 func (c *GuardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	key := aws.ToString(in.Key)
-	if !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") && !IsInternal(key) {
+	if !strings.HasSuffix(key, ".info") && !strings.HasSuffix(key, ".part") && !layout.IsInternal(key) {
 		c.finalObject(ctx, in)
 	}
 	if c.settings.SSE != "" {
@@ -161,13 +162,4 @@ func contiguousRun(parts []types.Part) []types.Part {
 		}
 	}
 	return parts
-}
-
-// InternalFolder holds tusgate's own objects (webhook outbox, tombstones)
-// next to the uploads; no upload ID can start with ".".
-const InternalFolder = ".tusgate"
-
-// IsInternal reports whether key lies in an InternalFolder.
-func IsInternal(key string) bool {
-	return strings.HasPrefix(key, InternalFolder+"/") || strings.Contains(key, "/"+InternalFolder+"/")
 }

@@ -6,10 +6,8 @@ package s3backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +25,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
@@ -356,8 +355,7 @@ func (b *Backend) Usage(ctx context.Context, ownerFolder string) (quota.Usage, e
 			}
 			return u, err
 		}
-		var info handler.FileInfo
-		err = json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&info)
+		info, err := layout.DecodeInfo(out.Body)
 		out.Body.Close()
 		if err != nil {
 			continue

@@ -3,7 +3,6 @@ package s3stream
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -82,7 +82,7 @@ func tailStart(meta map[string]string) (start int64, ok bool, err error) {
 // fetchState reads the upload id from S3: its .info, its parts (through
 // Objects, with s3backend's repairs) and its tail, side by side.
 func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
-	objectID, multipartID := splitID(id)
+	objectID, multipartID := layout.SplitID(id)
 	key := s.key(objectID)
 	var (
 		st                         state
@@ -101,7 +101,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 			return
 		}
 		defer out.Body.Close()
-		infoErr = json.NewDecoder(out.Body).Decode(&st.info)
+		st.info, infoErr = layout.DecodeInfo(out.Body)
 	}()
 	go func() {
 		defer wg.Done()

@@ -59,6 +59,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/s3store"
 
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -233,7 +234,7 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	if err != nil {
 		return fmt.Errorf("s3stream: encoding the info of %s: %w", u.id, err)
 	}
-	objectID, _ := splitID(u.id)
+	objectID, _ := layout.SplitID(u.id)
 	_, err = u.s.Objects.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(u.s.key(objectID) + ".info"),
 		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
@@ -278,7 +279,7 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	if st.completed {
 		return nil
 	}
-	objectID, multipartID := splitID(u.id)
+	objectID, multipartID := layout.SplitID(u.id)
 	if st.info.SizeIsDeferred || st.offset() != st.info.Size {
 		return storeerr.Permanent(fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size))
 	}
@@ -328,13 +329,4 @@ func (s *Store) key(objectID string) string {
 		return objectID
 	}
 	return p + "/" + objectID
-}
-
-// splitID splits an s3store upload ID into object ID and multipart ID.
-func splitID(id string) (objectID, multipartID string) {
-	i := strings.LastIndex(id, "+")
-	if i < 0 {
-		return id, ""
-	}
-	return id[:i], id[i+1:]
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -78,7 +79,7 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		return 0, nil
 	}
 
-	objectID, multipartID := splitID(u.id)
+	objectID, multipartID := layout.SplitID(u.id)
 	if err := s.blankStale(ctx, &st, objectID, multipartID); err != nil {
 		u.st = nil
 		return 0, err

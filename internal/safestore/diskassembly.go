@@ -2,7 +2,6 @@ package safestore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/layout"
 )
 
 // DiskAssembly records finished uploads of tusd's filestore, which has no
@@ -20,7 +21,7 @@ import (
 type DiskAssembly struct{ Dir string }
 
 func (d DiskAssembly) marker(id string) string {
-	return filepath.Join(d.Dir, ".tusgate", "finished", filepath.FromSlash(id))
+	return filepath.Join(d.Dir, layout.InternalFolder, "finished", filepath.FromSlash(id))
 }
 
 // Assembly reports Assembled once MarkAssembled ran for the upload, and
@@ -73,7 +74,7 @@ func (d DiskAssembly) Forget(_ context.Context, info handler.FileInfo) error {
 // finished by a tusgate that kept no markers, and must not be finished (and
 // sent for approval) again.
 func (d DiskAssembly) Init() error {
-	root := filepath.Join(d.Dir, ".tusgate", "finished")
+	root := filepath.Join(d.Dir, layout.InternalFolder, "finished")
 	if _, err := os.Stat(root); err == nil {
 		return nil
 	}
@@ -88,12 +89,13 @@ func (d DiskAssembly) Init() error {
 		if e.IsDir() || !ok {
 			return nil
 		}
-		b, err := os.ReadFile(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return err
 		}
-		var info handler.FileInfo
-		if json.Unmarshal(b, &info) != nil || !ValidID(info.ID) || filepath.Join(d.Dir, filepath.FromSlash(info.ID)) != rel {
+		info, err := layout.DecodeInfo(f)
+		f.Close()
+		if err != nil || !ValidID(info.ID) || filepath.Join(d.Dir, filepath.FromSlash(info.ID)) != rel {
 			return nil // not an upload
 		}
 		st, err := os.Stat(rel)

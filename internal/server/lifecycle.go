@@ -16,6 +16,7 @@ import (
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/expiry"
+	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/s3backend"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
@@ -58,11 +59,11 @@ func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *
 	if b := s.s3; b != nil {
 		st := &expiry.S3{Client: janitorClient{Client: b.Client, objects: b.Objects}, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
 		inv, l.tombstones = st, st
-		out = &webhook.S3Outbox{Client: b.Objects, Bucket: b.Bucket, Prefix: b.Prefix() + s3backend.InternalFolder + "/webhooks/"}
+		out = &webhook.S3Outbox{Client: b.Objects, Bucket: b.Bucket, Prefix: b.Prefix() + layout.InternalFolder + "/webhooks/"}
 	} else {
 		d := &expiry.Disk{Dir: dataDir}
 		inv, l.tombstones = d, d
-		out = &webhook.DirOutbox{Dir: filepath.Join(dataDir, s3backend.InternalFolder, "webhooks")}
+		out = &webhook.DirOutbox{Dir: filepath.Join(dataDir, layout.InternalFolder, "webhooks")}
 	}
 	if lc.TombstoneTTL == 0 {
 		l.tombstones = nil // expired uploads answer 404 at once
