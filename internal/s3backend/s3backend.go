@@ -1,7 +1,10 @@
-// Package s3backend connects tusd's s3store to an S3-compatible server:
-// it builds the AWS SDK client from tusgate's settings and the SDK's default
-// credential chain, tells a misconfiguration from an outage at start-up, and
-// manages the temporary directory where parts wait for S3.
+// Package s3backend keeps uploads in an S3-compatible bucket (see
+// internal/backend): it builds the AWS SDK client from tusgate's settings
+// and the SDK's default credential chain, tells a misconfiguration from an
+// outage at start-up, and puts together tusgate's S3 store
+// (internal/s3stream over tusd's s3store) with what the rest of tusgate
+// needs beside it: assembly checks, quota usage, the janitor's inventory
+// and tombstones, and the webhook outbox, all in the bucket.
 package s3backend
 
 import (
@@ -11,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -21,14 +23,12 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
-	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tus/tusd/v2/pkg/s3store"
 
 	"github.com/tusgate/tusgate/config"
-	"github.com/tusgate/tusgate/internal/layout"
-	"github.com/tusgate/tusgate/internal/quota"
+	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/s3stream"
-	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
@@ -47,23 +47,34 @@ type Backend struct {
 	TempDir  *TempDir
 }
 
-// MisconfigError is a start-up failure that retrying cannot fix; the message
-// names the setting to change.
-type MisconfigError struct{ Msg string }
+// Options configure New.
+type Options struct {
+	// Settings are the --s3-* flags.
+	Settings config.S3
+	// MaxSize is the largest upload (--max-size): uploads of unknown
+	// length are planned to reach it.
+	MaxSize int64
+	// TempDir is where small partial uploads are joined (--s3-temp-dir,
+	// or <data-dir>/s3-tmp).
+	TempDir string
+	// LookupEnv reads the environment (for AWS_ENDPOINT_URL_S3 and
+	// friends, which the SDK also reads).
+	LookupEnv  func(string) (string, bool)
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
 
-func (e *MisconfigError) Error() string { return e.Msg }
-
-// New builds the S3 client and store from cfg. lookupEnv reads the
-// environment (for AWS_ENDPOINT_URL_S3 and friends, which the SDK also reads).
-func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*Backend, error) {
-	s := cfg.S3
+// New builds the S3 client and store. A definite mistake in the settings
+// is a *backend.MisconfigError; New does not ask S3 anything (see Check).
+func New(ctx context.Context, o Options) (*Backend, error) {
+	s, lookupEnv, log := o.Settings, o.LookupEnv, o.Log
 	var opts []func(*awsconfig.LoadOptions) error
 	if s.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(s.Region))
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, &MisconfigError{fmt.Sprintf("AWS configuration: %v (check AWS_* environment variables, AWS_CA_BUNDLE and ~/.aws/config)", err)}
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("AWS configuration: %v (check AWS_* environment variables, AWS_CA_BUNDLE and ~/.aws/config)", err)}
 	}
 
 	awsCfg.HTTPClient = tuneTransport(awsCfg.HTTPClient)
@@ -74,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	}
 	if awsCfg.Region == "" {
 		if endpoint == "" {
-			return nil, &MisconfigError{"no AWS region: set --s3-region (TUSGATE_S3_REGION) or AWS_REGION to the bucket's region"}
+			return nil, &backend.MisconfigError{Msg: "no AWS region: set --s3-region (TUSGATE_S3_REGION) or AWS_REGION to the bucket's region"}
 		}
 		awsCfg.Region = "us-east-1"
 	}
@@ -88,7 +99,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		o.UsePathStyle = s.PathStyle || endpoint != ""
 	})
 
-	tmp, err := OpenTempDir(tempDirOf(cfg), log)
+	tmp, err := OpenTempDir(o.TempDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +119,13 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		// HTTP it must hash the payload before sending.
 		Stream:   endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
 		Parallel: s.ParallelParts,
-		MaxSize:  cfg.MaxSize,
+		MaxSize:  o.MaxSize,
 		Buffers:  s3stream.NewBuffers(s.BufferMemory),
 		Log:      log,
+	}
+	if o.Registerer != nil {
+		store.RegisterMetrics(o.Registerer)
+		writer.Metrics = s3stream.NewMetrics(o.Registerer, writer.Buffers)
 	}
 	return &Backend{Client: client, Objects: objects, Store: store, Writer: writer, Bucket: s.Bucket, Endpoint: endpoint, TempDir: tmp}, nil
 }
@@ -181,13 +196,6 @@ func resetOnClose(control func(network, address string, c syscall.RawConn) error
 	}
 }
 
-func tempDirOf(cfg *config.Config) string {
-	if cfg.S3.TempDir != "" {
-		return cfg.S3.TempDir
-	}
-	return cfg.DataDir + string(os.PathSeparator) + "s3-tmp"
-}
-
 func firstEnv(lookupEnv func(string) (string, bool), names ...string) string {
 	for _, n := range names {
 		if v, ok := lookupEnv(n); ok && v != "" {
@@ -198,8 +206,9 @@ func firstEnv(lookupEnv func(string) (string, bool), names ...string) string {
 }
 
 // Check asks S3 whether the bucket is usable (HeadBucket). It returns a
-// *MisconfigError for answers retrying cannot fix (no such bucket, access
-// denied, no credentials, wrong region) and a plain error for outages.
+// *backend.MisconfigError for answers retrying cannot fix (no such bucket,
+// access denied, no credentials, wrong region) and a plain error for
+// outages. It implements backend.Backend's probe too.
 func (b *Backend) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -212,15 +221,15 @@ func (b *Backend) Check(ctx context.Context) error {
 		where = b.Endpoint
 	}
 	if isCredentialsError(err) {
-		return &MisconfigError{fmt.Sprintf("no usable AWS credentials for S3: %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role", rootCause(err))}
+		return &backend.MisconfigError{Msg: fmt.Sprintf("no usable AWS credentials for S3: %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role", rootCause(err))}
 	}
 	switch status := httpStatus(err); status {
 	case http.StatusNotFound:
-		return &MisconfigError{fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
+		return &backend.MisconfigError{Msg: fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
 	case http.StatusForbidden, http.StatusUnauthorized:
-		return &MisconfigError{fmt.Sprintf("%s refused access to --s3-bucket %q (HTTP %d): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and that the IAM policy allows s3:ListBucket on the bucket and object access under it (see docs/s3.md)", where, b.Bucket, status)}
+		return &backend.MisconfigError{Msg: fmt.Sprintf("%s refused access to --s3-bucket %q (HTTP %d): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile or role) and that the IAM policy allows s3:ListBucket on the bucket and object access under it (see docs/s3.md)", where, b.Bucket, status)}
 	case http.StatusMovedPermanently, http.StatusBadRequest:
-		return &MisconfigError{fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
+		return &backend.MisconfigError{Msg: fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
 	}
 	return fmt.Errorf("S3 at %s is unreachable or failing: %s", where, rootCause(err))
 }
@@ -254,116 +263,4 @@ func rootCause(err error) string {
 		}
 		err = next
 	}
-}
-
-// Prefix is the key prefix of every object, "" or ending in "/".
-func (b *Backend) Prefix() string {
-	if b.Store.ObjectPrefix == "" {
-		return ""
-	}
-	return b.Store.ObjectPrefix + "/"
-}
-
-// ETag returns the ETag of the finished object at key.
-func (b *Backend) ETag(ctx context.Context, key string) (string, error) {
-	out, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key)})
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.ETag), nil
-}
-
-// Assembly reports what became of an upload whose bytes are all stored:
-// assembled (the final object exists), not assembled (its multipart upload
-// still exists; a CompleteMultipartUpload failed), or gone (neither: a
-// lifecycle rule or the S3 server aborted the multipart upload). s3store
-// reports all three as complete, so safestore asks here.
-func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestore.Assembly, error) {
-	key := info.Storage["Key"]
-	i := strings.LastIndex(info.ID, "+")
-	if key == "" || i < 0 {
-		return safestore.Assembled, nil
-	}
-	_, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key)})
-	if err == nil {
-		return safestore.Assembled, nil
-	}
-	if httpStatus(err) != http.StatusNotFound {
-		return 0, err
-	}
-	_, err = b.Client.ListParts(ctx, &s3.ListPartsInput{
-		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(info.ID[i+1:]), MaxParts: aws.Int32(1),
-	})
-	switch {
-	case err == nil:
-		return safestore.NotAssembled, nil
-	case httpStatus(err) == http.StatusNotFound:
-		return safestore.Gone, nil
-	default:
-		return 0, err
-	}
-}
-
-// MarkAssembled finishes what s3store leaves running after it concatenates
-// small partials with a PutObject: it aborts the final upload's multipart
-// upload in the background, with the request's context, and until that
-// abort lands (never, if it fails) the finished upload reads as empty.
-// Aborting it before the request is answered closes both gaps. It
-// implements safestore.AssemblyRecorder.
-func (b *Backend) MarkAssembled(ctx context.Context, info handler.FileInfo) error {
-	key := info.Storage["Key"]
-	i := strings.LastIndex(info.ID, "+")
-	if !info.IsFinal || key == "" || i < 0 {
-		return nil
-	}
-	_, err := b.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(info.ID[i+1:]),
-	})
-	if err != nil && httpStatus(err) != http.StatusNotFound {
-		return fmt.Errorf("aborting the multipart upload of concatenated %s: %w", key, err)
-	}
-	return nil
-}
-
-var _ safestore.AssemblyRecorder = (*Backend)(nil)
-
-// Forget implements safestore.AssemblyRecorder; S3 keeps no records.
-func (b *Backend) Forget(context.Context, handler.FileInfo) error { return nil }
-
-// Usage counts an owner's unfinished uploads: the in-progress multipart
-// uploads under <prefix>/<owner>/, with the sizes declared in their .info
-// objects. It implements quota.Counter.
-func (b *Backend) Usage(ctx context.Context, ownerFolder string) (quota.Usage, error) {
-	var u quota.Usage
-	prefix := b.Prefix() + ownerFolder + "/"
-	var keys []string
-	p := s3.NewListMultipartUploadsPaginator(b.Client, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.Bucket), Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return u, err
-		}
-		for _, up := range page.Uploads {
-			keys = append(keys, aws.ToString(up.Key))
-		}
-	}
-	for _, key := range keys {
-		out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
-		if err != nil {
-			if httpStatus(err) == http.StatusNotFound {
-				continue // being created or terminated right now
-			}
-			return u, err
-		}
-		info, err := layout.DecodeInfo(out.Body)
-		out.Body.Close()
-		if err != nil {
-			continue
-		}
-		u.Uploads++
-		if !info.SizeIsDeferred {
-			u.Bytes += info.Size
-		}
-	}
-	return u, nil
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/tusgate/tusgate/internal/backend"
 )
 
 // TempDir is the directory where s3store stages parts on their way to S3.
@@ -24,18 +26,18 @@ var tempPrefixes = []string{"tusd-s3-tmp-", "tusd-s3-concat-tmp-"}
 func OpenTempDir(dir string, log *slog.Logger) (*TempDir, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, &MisconfigError{fmt.Sprintf("--s3-temp-dir %q: %v", dir, err)}
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--s3-temp-dir %q: %v", dir, err)}
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, &MisconfigError{fmt.Sprintf("--s3-temp-dir %s cannot be created: %v; choose a writable directory", abs, unwrapPath(err))}
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--s3-temp-dir %s cannot be created: %v; choose a writable directory", abs, unwrapPath(err))}
 	}
 	f, err := os.OpenFile(filepath.Join(abs, ".tusgate.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, &MisconfigError{fmt.Sprintf("--s3-temp-dir %s is not writable: %v; choose a writable directory", abs, unwrapPath(err))}
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--s3-temp-dir %s is not writable: %v; choose a writable directory", abs, unwrapPath(err))}
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, &MisconfigError{fmt.Sprintf("--s3-temp-dir %s is in use by another tusgate process; give each instance its own --s3-temp-dir (or --data-dir)", abs)}
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--s3-temp-dir %s is in use by another tusgate process; give each instance its own --s3-temp-dir (or --data-dir)", abs)}
 	}
 
 	entries, err := os.ReadDir(abs)

@@ -476,9 +476,8 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		if err != nil {
 			return u.s.fail(ctx, "concatenate", u.id, err)
 		}
-		if !info.IsPartial {
-			return ErrNotPartial
-		}
+		// CheckPartials refused uploads that are not partial before the
+		// final upload was created.
 		if err := u.s.assemblePartial(ctx, info); err != nil {
 			return err
 		}
@@ -499,6 +498,27 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		return u.s.fail(ctx, "concatenate", u.id, err)
 	}
 	return u.assembled(ctx, info)
+}
+
+// CheckPartials refuses a concatenation of uploads that were not created
+// as partial uploads (Upload-Concat: partial), before the final upload is
+// created (tusd's pre-create hook): tusd itself would concatenate any
+// finished upload. store is the wrapped store, so every ID is authorized.
+func CheckPartials(ctx context.Context, store *handler.StoreComposer, ids []string) error {
+	for _, id := range ids {
+		up, err := store.Core.GetUpload(ctx, id)
+		if err != nil {
+			return err
+		}
+		info, err := up.GetInfo(ctx)
+		if err != nil {
+			return err
+		}
+		if !info.IsPartial {
+			return ErrNotPartial
+		}
+	}
+	return nil
 }
 
 // assemblePartial finishes a partial upload that is complete but not

@@ -69,7 +69,7 @@ func (s *Server) setupAuth(ctx context.Context, mux *http.ServeMux) (func(http.H
 	if err != nil {
 		return nil, fmt.Errorf("setting up token verification: %w", err)
 	}
-	s.closers = append(s.closers, func() error { v.Close(); return nil })
+	s.cleanup.add(func() error { v.Close(); return nil })
 	s.ready.AddLive("oidc", v.Ready)
 	return func(next http.Handler) http.Handler { return hooks.Middleware(v, s.log, next) }, nil
 }

@@ -36,7 +36,8 @@ func (s *Server) useRedisLocker(ctx context.Context, composer *handler.StoreComp
 		client.Close()
 		return fmt.Errorf("setting up the Redis locker: %w", err)
 	}
-	s.closers = append(s.closers, locker.Close, client.Close)
+	s.cleanup.add(client.Close)
+	s.cleanup.add(locker.Close)
 	locker.UseIn(composer)
 	s.redis, s.redisLocker = client, locker
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)

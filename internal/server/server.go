@@ -5,14 +5,11 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,19 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
-	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
-	"github.com/tus/tusd/v2/pkg/memorylocker"
 	"github.com/tus/tusd/v2/pkg/prometheuscollector"
 
 	"github.com/tusgate/tusgate/config"
-	"github.com/tusgate/tusgate/hooks"
+	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/locker/redislocker"
-	"github.com/tusgate/tusgate/internal/metadata"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/readiness"
-	"github.com/tusgate/tusgate/internal/s3backend"
-	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -48,20 +40,16 @@ type Server struct {
 	log   *slog.Logger
 	ready *readiness.Checker
 
-	// composer is the store as tusd sees it.
+	// composer is the store as tusd sees it: the backend's store with
+	// locks, lifecycle and safestore's checks.
 	composer *handler.StoreComposer
-	// store is the unwrapped store, for lifecycle work that acts on behalf
-	// of no request (webhook checks, the janitor).
-	store *handler.StoreComposer
-	// s3 is the S3 backend, nil with the disk store.
-	s3 *s3backend.Backend
 	// held are the uploads locked in this process.
 	held safestore.Held
 	// redis and redisLocker are set with --redis-url.
 	redis       *redis.Client
 	redisLocker *redislocker.Locker
 	// lifecycle delivers webhooks and expires uploads.
-	lifecycle *lifecycle
+	lifecycle *lifecycle.Lifecycle
 	// usage and limits enforce per-owner quotas at creation.
 	usage  quota.Counter
 	limits quota.Limits
@@ -72,14 +60,20 @@ type Server struct {
 	metrics    *http.Server
 	inflight   inflight
 	cancelBase context.CancelCauseFunc
-	closers    []func() error
+	cleanup    cleanups
 }
 
-// New builds everything or fails: nothing half-initialised serves traffic.
-// Dependencies that are merely unreachable do not fail New; they keep
-// /readyz at 503 until they answer.
-func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*Server, error) {
+// New builds everything or fails: nothing half-initialised serves traffic,
+// and what was built before a failure is cleaned up. Dependencies that are
+// merely unreachable do not fail New; they keep /readyz at 503 until they
+// answer.
+func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, ready: readiness.New(log), limits: quota.Limits{Uploads: cfg.QuotaUploads, Bytes: cfg.QuotaBytes}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -95,22 +89,23 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	mux := http.NewServeMux()
 	authenticate, err := s.setupAuth(ctx, mux)
 	if err != nil {
-		s.close()
 		return nil, err
 	}
-	composer, err := s.buildStore(ctx, lookupEnv, reg)
+	b, err := s.openBackend(ctx, lookupEnv, reg)
 	if err != nil {
-		s.close()
 		return nil, err
 	}
-	s.composer = composer
+	s.usage = b.Usage()
+	if s.composer, err = s.buildStore(ctx, b, reg); err != nil {
+		return nil, err
+	}
 
 	// Interrupted requests get this long to save what they received; the
 	// rest of the shutdown budget lets them finish on their own.
 	reserve := cfg.SaveReserve()
 	tusLog := tusLogger(log.Handler()).With("component", "tusd")
 	tus, err := handler.NewHandler(handler.Config{
-		StoreComposer:                    composer,
+		StoreComposer:                    s.composer,
 		MaxSize:                          cfg.MaxSize,
 		BasePath:                         cfg.BasePath,
 		EnableExperimentalProtocol:       cfg.IETFDraft,
@@ -123,20 +118,24 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		NetworkTimeout:                   cfg.NetworkTimeout,
 	})
 	if err != nil {
-		s.close()
 		return nil, fmt.Errorf("creating the tus handler: %w", err)
 	}
 	reg.MustRegister(prometheuscollector.New(tus.Metrics))
 
-	var uploads http.Handler = lockScope(bodyLength(tus))
+	// The upload routes' middleware, outermost first; docs/architecture.md
+	// shows this list.
+	var expires func(http.Handler) http.Handler
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
-		uploads = uploadExpires(ttl, time.Now, uploads)
+		expires = func(h http.Handler) http.Handler { return lifecycle.UploadExpires(ttl, time.Now, h) }
 	}
-	uploads = checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, uploads)
-	if authenticate != nil {
-		uploads = authenticate(uploads)
-	}
-	uploads = cors(cfg.CORSOrigins, cfg.BehindProxy, uploads)
+	uploads := chain(tus,
+		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
+		authenticate, // nil without authentication
+		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
+		expires, // nil without --upload-ttl
+		lockScope,
+		bodyLength,
+	)
 
 	base := strings.TrimSuffix(cfg.BasePath, "/")
 	mux.Handle(base+"/", http.StripPrefix(base+"/", uploads))
@@ -167,11 +166,13 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	}
 	s.registerPages(mux)
 
-	var root http.Handler = mux
-	root = recoverPanics(log, root)
-	root = guard(root)
-	root = s.inflight.wrap(root)
-	root = accessLog(log, root)
+	// Every request's middleware, outermost first.
+	root := chain(mux,
+		func(h http.Handler) http.Handler { return accessLog(log, h) },
+		s.inflight.wrap,
+		guard,
+		func(h http.Handler) http.Handler { return recoverPanics(log, h) },
+	)
 
 	baseCtx, cancelBase := context.WithCancelCause(context.Background())
 	s.cancelBase = cancelBase
@@ -186,181 +187,15 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	return s, nil
 }
 
-// buildStore creates the S3 or disk store, registers its readiness probe and
-// wraps it in safestore.
-func (s *Server) buildStore(ctx context.Context, lookupEnv func(string) (string, bool), reg *prometheus.Registry) (*handler.StoreComposer, error) {
-	cfg := s.cfg
-	composer := handler.NewStoreComposer()
-	opt := safestore.Options{Log: s.log, Held: &s.held, MaxSize: cfg.MaxSize, OnStorageError: func(permanent bool) { s.countStorageError(permanent) }}
-	dir := ""
-	if cfg.AuthEnabled() {
-		opt.Authorize = hooks.Authorize
-	}
-
-	if cfg.UsesS3() {
-		b, err := s3backend.New(ctx, cfg, lookupEnv, s.log)
-		if err != nil {
-			return nil, startupError(err)
-		}
-		s.closers = append(s.closers, b.TempDir.Close)
-		err = b.Check(ctx)
-		var mis *s3backend.MisconfigError
-		if errors.As(err, &mis) {
-			return nil, startupError(err)
-		}
-		if err != nil {
-			s.log.Warn("S3 is not reachable yet; starting anyway, /readyz answers 503 until it is", "reason", err.Error())
-		}
-		s.ready.Add("s3", b.Check, err)
-		b.Writer.UseIn(composer)
-		b.Store.RegisterMetrics(reg)
-		b.Writer.Metrics = s3stream.NewMetrics(reg, b.Writer.Buffers)
-		opt.Assembly = b
-		s.usage = b
-		s.s3 = b
-		s.log.Info("storing uploads in S3", "bucket", b.Bucket, "endpoint", b.Endpoint, "prefix", cfg.S3.ObjectPrefix, "temp_dir", b.TempDir.Path)
-	} else {
-		var err error
-		dir, err = filepath.Abs(cfg.DataDir)
-		if err == nil {
-			err = os.MkdirAll(dir, 0o750)
-		}
-		if err == nil {
-			err = probeWritable(dir)
-		}
-		if err != nil {
-			return nil, &StartupError{config.Problems{fmt.Sprintf("--data-dir %s is not usable: %v; choose a writable directory", cfg.DataDir, err)}}
-		}
-		s.ready.Add("data-dir", func(context.Context) error { return probeWritable(dir) }, nil)
-		filestore.New(dir).UseIn(composer)
-		assembly := safestore.DiskAssembly{Dir: dir}
-		if err := assembly.Init(); err != nil {
-			return nil, &StartupError{config.Problems{fmt.Sprintf("--data-dir %s: %v", cfg.DataDir, err)}}
-		}
-		opt.Assembly = assembly
-		s.usage = quota.Disk{Dir: dir}
-		s.log.Info("storing uploads on local disk", "dir", dir)
-	}
-	if cfg.RedisURL != "" {
-		if err := s.useRedisLocker(ctx, composer, reg); err != nil {
-			return nil, err
-		}
-	} else {
-		memorylocker.New().UseIn(composer)
-	}
-	s.store = composer
-	if err := s.setupLifecycle(dir, reg, &opt); err != nil {
-		return nil, err
-	}
-	return safestore.Wrap(composer, opt), nil
-}
-
-func startupError(err error) error {
-	var mis *s3backend.MisconfigError
-	if errors.As(err, &mis) {
-		return &StartupError{config.Problems{mis.Msg}}
-	}
-	return err
-}
-
-// probeWritable creates and removes a file in dir.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".tusgate-probe-")
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return pe.Err
-		}
-		return err
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
-}
-
-// preCreate validates the new upload's metadata strictly; tusd itself drops
-// malformed pairs silently and passes the rest to S3 unchecked.
-func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
-	var (
-		meta handler.MetaData
-		err  error
-	)
-	// tusd checks sizes on tus 1.0 creations only, not on IETF-draft ones.
-	if up := hook.Upload; !up.SizeIsDeferred {
-		if up.Size < 0 {
-			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrInvalidUploadLength
-		}
-		if up.Size > s.cfg.MaxSize {
-			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.ErrMaxSizeExceeded
-		}
-	} else if s.limits.Bytes > 0 {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_QUOTA_NEEDS_LENGTH",
-			"this server limits the bytes each user may have in flight; declare the upload's length when creating it (Upload-Length)", http.StatusBadRequest)
-	}
-	if hook.Upload.IsFinal {
-		if err := s.checkPartials(hook); err != nil {
-			return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+// chain wraps h in the middleware mws, the first outermost; nil entries
+// (middleware the settings turn off) are skipped.
+func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		if mws[i] != nil {
+			h = mws[i](h)
 		}
 	}
-	maxSize := int(s.cfg.MaxMetadataSize)
-	if isDraft(s.cfg.IETFDraft, &http.Request{Header: hook.HTTPRequest.Header}) {
-		meta, err = metadata.Clean(hook.Upload.MetaData, maxSize)
-	} else {
-		meta, err = metadata.Parse(hook.HTTPRequest.Header.Get("Upload-Metadata"), maxSize)
-	}
-	if err != nil {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_INVALID_METADATA", err.Error(), http.StatusBadRequest)
-	}
-	if !s.cfg.AuthEnabled() {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{MetaData: hooks.StripReserved(meta)}, nil
-	}
-	changes, err := hooks.BindOwner(hook.Context, meta)
-	if err != nil {
-		return handler.HTTPResponse{}, changes, err
-	}
-	folder, _, _ := strings.Cut(changes.ID, "/")
-	if err := quota.Check(hook.Context, s.usage, s.limits, folder, hook.Upload.Size); err != nil {
-		var tusErr handler.Error
-		if !errors.As(err, &tusErr) {
-			answer := safestore.StorageError(err)
-			kind := s.countStorageError(answer.ErrorCode == safestore.ErrStorageFailed.ErrorCode)
-			s.log.ErrorContext(hook.Context, "quota check failed", "kind", kind, "error", err.Error())
-			return handler.HTTPResponse{}, changes, answer
-		}
-		return handler.HTTPResponse{}, changes, err
-	}
-	return handler.HTTPResponse{}, changes, nil
-}
-
-// countStorageError counts a storage error answered to a client and
-// returns its kind.
-func (s *Server) countStorageError(permanent bool) string {
-	kind := "transient"
-	if permanent {
-		kind = "permanent"
-	}
-	s.storageErrors.WithLabelValues(kind).Inc()
-	return kind
-}
-
-// checkPartials refuses a concatenation of uploads that were not created as
-// partial uploads, before the final upload is created. tusd has already
-// resolved (and so authorized) every ID.
-func (s *Server) checkPartials(hook handler.HookEvent) error {
-	for _, id := range hook.Upload.PartialUploads {
-		up, err := s.composer.Core.GetUpload(hook.Context, id)
-		if err != nil {
-			return err
-		}
-		info, err := up.GetInfo(hook.Context)
-		if err != nil {
-			return err
-		}
-		if !info.IsPartial {
-			return safestore.ErrNotPartial
-		}
-	}
-	return nil
+	return h
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -421,9 +256,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.ready.Run(probeCtx, 15*time.Second)
 	lifecycleCtx, stopLifecycle := context.WithCancel(context.Background())
 	lifecycleDone := make(chan struct{})
-	go func() { s.lifecycle.run(lifecycleCtx); close(lifecycleDone) }()
+	go func() { s.lifecycle.Run(lifecycleCtx); close(lifecycleDone) }()
 	// Webhooks and the janitor stop before the stores they use close.
-	s.closers = append([]func() error{func() error { stopLifecycle(); <-lifecycleDone; return nil }}, s.closers...)
+	s.cleanup.add(func() error { stopLifecycle(); <-lifecycleDone; return nil })
 
 	scheme := "http"
 	if s.cfg.TLSCert != "" {
@@ -469,9 +304,9 @@ func (s *Server) shutdown() error {
 	return nil
 }
 
+// close runs the cleanups of everything built, in reverse order.
 func (s *Server) close() {
-	for _, c := range s.closers {
-		_ = c()
+	if err := s.cleanup.run(); err != nil {
+		s.log.Warn("cleaning up", "error", err.Error())
 	}
-	s.closers = nil
 }

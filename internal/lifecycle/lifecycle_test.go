@@ -1,4 +1,4 @@
-package server
+package lifecycle
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/clock"
+	"github.com/tusgate/tusgate/internal/diskbackend"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -44,7 +45,7 @@ func TestUploadExpiresHeader(t *testing.T) {
 			w.WriteHeader(tc.status)
 		})
 		w := httptest.NewRecorder()
-		uploadExpires(2*time.Hour, func() time.Time { return now }, next).ServeHTTP(w, httptest.NewRequest(tc.method, "/files/x", nil))
+		UploadExpires(2*time.Hour, func() time.Time { return now }, next).ServeHTTP(w, httptest.NewRequest(tc.method, "/files/x", nil))
 		if got := w.Header().Get("Upload-Expires"); got != tc.header || w.Code != tc.status {
 			t.Errorf("%s %d finished=%v: Upload-Expires %q (status %d), want %q", tc.method, tc.status, tc.finished, got, w.Code, tc.header)
 		}
@@ -55,7 +56,7 @@ func TestUploadExpiresHeader(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	w := httptest.NewRecorder()
-	uploadExpires(time.Hour, time.Now, opts).ServeHTTP(w, httptest.NewRequest("OPTIONS", "/files/", nil))
+	UploadExpires(time.Hour, time.Now, opts).ServeHTTP(w, httptest.NewRequest("OPTIONS", "/files/", nil))
 	if got := w.Header().Get("Tus-Extension"); got != "creation,termination,expiration" {
 		t.Errorf("Tus-Extension %q", got)
 	}
@@ -101,8 +102,12 @@ func approveAt(t *testing.T, url string) (logs string, err error) {
 	t.Helper()
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError}))
-	cfg := &config.Config{Lifecycle: config.Lifecycle{PreFinishURL: url, WebhookTimeout: 2 * time.Second}}
-	l := &lifecycle{s: &Server{cfg: cfg, log: log}, clock: clock.Real{}, secret: []byte("0123456789abcdef"), client: &http.Client{Timeout: 2 * time.Second}}
+	disk, err := diskbackend.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Settings: config.Lifecycle{PreFinishURL: url, WebhookTimeout: 2 * time.Second}, Backend: disk}
+	l := &Lifecycle{o: o, log: log, clock: clock.Real{}, secret: []byte("0123456789abcdef"), client: &http.Client{Timeout: 2 * time.Second}}
 	err = l.approve(t.Context(), url, handler.FileInfo{ID: "owner/0123abcd", Size: 3, Offset: 3})
 	return buf.String(), err
 }

@@ -1,4 +1,4 @@
-package server
+package lifecycle
 
 import (
 	"context"
@@ -55,10 +55,10 @@ const (
 // approves, a *safestore.Rejection when it explicitly rejects, and
 // errApprovalUnavailable otherwise: the upload then stays complete but
 // unassembled and is asked about again on its next request.
-func (l *lifecycle) approve(ctx context.Context, url string, info handler.FileInfo) error {
+func (l *Lifecycle) approve(ctx context.Context, url string, info handler.FileInfo) error {
 	ev := l.event(webhook.TypePreFinish, webhook.NewEventID(), info)
 	// The client's cancellation must not turn into a rejection.
-	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.s.cfg.Lifecycle.WebhookTimeout)
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.Settings.WebhookTimeout)
 	defer cancel()
 	reply, err := webhook.Call(callCtx, l.client, url, l.secret, ev, l.clock.Now(), userAgent)
 	v, msg, reason := decide(reply)
@@ -72,7 +72,7 @@ func (l *lifecycle) approve(ctx context.Context, url string, info handler.FileIn
 		return &safestore.Rejection{Err: handler.NewError("ERR_UPLOAD_REJECTED", msg, reply.Status)}
 	}
 	// Never the URL: its query may carry a token.
-	l.s.log.ErrorContext(ctx, "the pre-finish URL neither approved nor rejected the upload; it stays complete but unassembled, and the client is told to retry",
+	l.log.ErrorContext(ctx, "the pre-finish URL neither approved nor rejected the upload; it stays complete but unassembled, and the client is told to retry",
 		"id", info.ID, "status", reply.Status, "reason", reason)
 	return errApprovalUnavailable
 }

@@ -1,32 +1,57 @@
-package server
+// Package lifecycle connects the store to the application: it reports
+// uploads' lifecycle events (created, finished, terminated, expired) as
+// signed webhooks stored durably before the act (internal/webhook), asks
+// the pre-finish URL for approval before an upload is assembled, runs the
+// janitor that expires abandoned uploads (internal/expiry), and announces
+// expiry to clients (Upload-Expires). It implements safestore.Lifecycle;
+// the server only builds it.
+package lifecycle
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"path/filepath"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/hooks"
+	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/expiry"
-	"github.com/tusgate/tusgate/internal/layout"
-	"github.com/tusgate/tusgate/internal/s3backend"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
 
-// lifecycle connects the store to the application: it reports uploads'
-// lifecycle events as signed webhooks (safestore.Lifecycle), asks the
-// pre-finish URL for approval, and expires abandoned uploads.
-type lifecycle struct {
-	s          *Server
+// Options configure New.
+type Options struct {
+	// Settings are the webhook and expiry flags.
+	Settings config.Lifecycle
+	// Backend is where uploads are kept.
+	Backend backend.Backend
+	// Store is the backend's store without tusgate's checks, for looking
+	// uploads up on behalf of no request.
+	Store *handler.StoreComposer
+	// Redis, if set, is shared by the instances: the webhook outbox lives
+	// there, and one janitor is elected through it.
+	Redis *redis.Client
+	// Active reports whether an upload's lock is held (in this process or,
+	// with Redis, in any): the janitor leaves such uploads alone.
+	Active     func(ctx context.Context, id string) (bool, error)
+	Clock      clock.Clock // [clock.Real{}]
+	Log        *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Lifecycle reports events, asks for approval and expires uploads.
+type Lifecycle struct {
+	o          Options
+	log        *slog.Logger
 	clock      clock.Clock
 	dispatcher *webhook.Dispatcher // nil without --webhook-url
 	secret     []byte
@@ -36,41 +61,37 @@ type lifecycle struct {
 	assembly   safestore.AssemblyChecker
 }
 
+var _ safestore.Lifecycle = (*Lifecycle)(nil)
+
 // userAgent identifies tusgate to webhook receivers.
 const userAgent = "tusgate-webhook/1"
 
 // janitorKey elects one janitor among the instances sharing a Redis.
 const janitorKey = "tusgate:janitor"
 
-// setupLifecycle builds webhooks and the janitor for the unwrapped store
-// s.store and returns the safestore options that route events to them.
-func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *safestore.Options) error {
-	lc := s.cfg.Lifecycle
-	l := &lifecycle{s: s, clock: clock.Real{}, secret: []byte(lc.WebhookSecret), assembly: opt.Assembly}
+// New builds the webhook dispatcher and the janitor the settings ask for.
+func New(o Options) (*Lifecycle, error) {
+	lc := o.Settings
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	l := &Lifecycle{o: o, log: o.Log, clock: o.Clock, secret: []byte(lc.WebhookSecret), assembly: o.Backend.Assembly()}
 	l.client = &http.Client{
 		Timeout:       lc.WebhookTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-
-	var (
-		inv expiry.Inventory
-		out webhook.Outbox
-	)
-	if b := s.s3; b != nil {
-		st := &expiry.S3{Client: janitorClient{Client: b.Client, objects: b.Objects}, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
-		inv, l.tombstones = st, st
-		out = &webhook.S3Outbox{Client: b.Objects, Bucket: b.Bucket, Prefix: b.Prefix() + layout.InternalFolder + "/webhooks/"}
-	} else {
-		d := &expiry.Disk{Dir: dataDir}
-		inv, l.tombstones = d, d
-		out = &webhook.DirOutbox{Dir: filepath.Join(dataDir, layout.InternalFolder, "webhooks")}
-	}
+	inv, tombstones := o.Backend.Expiry()
+	l.tombstones = tombstones
 	if lc.TombstoneTTL == 0 {
 		l.tombstones = nil // expired uploads answer 404 at once
 	}
-	if s.redis != nil {
+	out := o.Backend.Outbox()
+	if o.Redis != nil {
 		// Shared by every instance, and faster to poll than a bucket.
-		out = &webhook.RedisOutbox{Client: s.redis, Prefix: "tusgate:webhook:"}
+		out = &webhook.RedisOutbox{Client: o.Redis, Prefix: "tusgate:webhook:"}
 	}
 
 	if len(lc.WebhookURLs) > 0 {
@@ -79,16 +100,16 @@ func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *
 			URLs:    lc.WebhookURLs,
 			Secret:  l.secret,
 			Clock:   l.clock,
-			Log:     s.log.With("component", "webhook"),
+			Log:     o.Log.With("component", "webhook"),
 			Timeout: lc.WebhookTimeout,
 			// A record claimed by a killed instance waits this long.
 			Lease:      lc.WebhookTimeout + 5*time.Second,
 			Prepare:    l.prepare,
-			Registerer: reg,
+			Registerer: o.Registerer,
 			UserAgent:  userAgent,
 		})
 		if err != nil {
-			return fmt.Errorf("setting up webhooks: %w", err)
+			return nil, fmt.Errorf("setting up webhooks: %w", err)
 		}
 		l.dispatcher = d
 	}
@@ -98,48 +119,44 @@ func (s *Server) setupLifecycle(dataDir string, reg prometheus.Registerer, opt *
 			Inventory:       inv,
 			Tombstones:      l.tombstones,
 			Clock:           l.clock,
-			Log:             s.log.With("component", "janitor"),
+			Log:             o.Log.With("component", "janitor"),
 			TTL:             lc.UploadTTL,
 			TombstoneTTL:    lc.TombstoneTTL,
 			FinishedInfoTTL: lc.FinishedInfoTTL,
-			Active:          s.active,
+			Active:          o.Active,
 			Expired:         l.expired,
-			Registerer:      reg,
+			Registerer:      o.Registerer,
 		}
-		if s.redis != nil {
-			jopt.Elect = electJanitor(s.redis, lc.UploadTTL)
+		if o.Redis != nil {
+			jopt.Elect = electJanitor(o.Redis, lc.UploadTTL)
 		}
 		j, err := expiry.New(jopt)
 		if err != nil {
-			return fmt.Errorf("setting up upload expiry: %w", err)
+			return nil, fmt.Errorf("setting up upload expiry: %w", err)
 		}
 		l.janitor = j
-		if lc.UploadTTL > 0 && lc.TombstoneTTL > 0 {
-			opt.Expired = l.isExpired
-		}
 	}
-	if lc.WebhooksEnabled() || lc.UploadTTL > 0 {
-		opt.Lifecycle = l
+	return l, nil
+}
+
+// Reports tells whether the store should report events here: webhooks or
+// expiry are configured.
+func (l *Lifecycle) Reports() bool {
+	return l.o.Settings.WebhooksEnabled() || l.o.Settings.UploadTTL > 0
+}
+
+// ExpiredCheck returns the check for safestore.Options.Expired: whether an
+// unknown upload expired recently (410 instead of 404), or nil when expired
+// uploads are not remembered.
+func (l *Lifecycle) ExpiredCheck() func(ctx context.Context, id string) (bool, error) {
+	if l.janitor == nil || l.o.Settings.UploadTTL == 0 || l.tombstones == nil {
+		return nil
 	}
-	s.lifecycle = l
-	return nil
+	return l.isExpired
 }
 
-// janitorClient is the janitor's S3 client: plain reads, so that its
-// listings do not run the guarded client's part-list repairs (which must
-// only run under an upload's lock), and writes (tombstones) through the
-// guarded client, which adds the configured encryption.
-type janitorClient struct {
-	*s3.Client
-	objects *s3backend.GuardedClient
-}
-
-func (c janitorClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	return c.objects.PutObject(ctx, in, opts...)
-}
-
-// run delivers webhooks and runs the janitor until ctx ends.
-func (l *lifecycle) run(ctx context.Context) {
+// Run delivers webhooks and runs the janitor until ctx ends.
+func (l *Lifecycle) Run(ctx context.Context) {
 	done := make(chan struct{}, 2)
 	n := 0
 	if l.dispatcher != nil {
@@ -164,31 +181,19 @@ func electJanitor(client *redis.Client, ttl time.Duration) func(context.Context)
 	}
 }
 
-// active reports whether an upload's lock is held here or, with Redis, by
-// any instance.
-func (s *Server) active(ctx context.Context, id string) (bool, error) {
-	if s.held.Has(id) {
-		return true, nil
-	}
-	if s.redisLocker != nil {
-		return s.redisLocker.Held(ctx, id)
-	}
-	return false, nil
-}
-
 // isExpired reports whether a tombstone for id is younger than the
 // tombstone TTL.
-func (l *lifecycle) isExpired(ctx context.Context, id string) (bool, error) {
+func (l *Lifecycle) isExpired(ctx context.Context, id string) (bool, error) {
 	at, ok, err := l.tombstones.Get(ctx, id)
 	if err != nil || !ok {
 		return false, err
 	}
-	return l.clock.Now().Before(at.Add(l.s.cfg.Lifecycle.TombstoneTTL)), nil
+	return l.clock.Now().Before(at.Add(l.o.Settings.TombstoneTTL)), nil
 }
 
 // event describes info for webhooks. The owner comes from the metadata
 // tusgate set at creation; other reserved keys are left out.
-func (l *lifecycle) event(typ, id string, info handler.FileInfo) webhook.Event {
+func (l *Lifecycle) event(typ, id string, info handler.FileInfo) webhook.Event {
 	ev := webhook.Event{ID: id, Type: typ, Time: l.clock.Now().UTC(), Upload: webhook.Upload{
 		ID:             info.ID,
 		Size:           info.Size,
@@ -202,15 +207,12 @@ func (l *lifecycle) event(typ, id string, info handler.FileInfo) webhook.Event {
 	if sub := info.MetaData[hooks.MetaOwner]; sub != "" {
 		ev.Upload.Owner = &webhook.Owner{Issuer: info.MetaData[hooks.MetaIssuer], Subject: sub}
 	}
-	if b := l.s.s3; b != nil {
-		ev.Upload.Storage = webhook.Storage{Type: "s3", Bucket: b.Bucket, Key: info.Storage["Key"]}
-	} else {
-		ev.Upload.Storage = webhook.Storage{Type: "disk", Key: info.ID}
-	}
+	// Without the object's version, the description costs no request.
+	ev.Upload.Storage, _ = l.o.Backend.Storage(context.Background(), info, false)
 	return ev
 }
 
-func (l *lifecycle) enqueue(ctx context.Context, ev webhook.Event) error {
+func (l *Lifecycle) enqueue(ctx context.Context, ev webhook.Event) error {
 	if l.dispatcher == nil {
 		return nil
 	}
@@ -221,9 +223,9 @@ func (l *lifecycle) enqueue(ctx context.Context, ev webhook.Event) error {
 }
 
 // Created reports a new upload.
-func (l *lifecycle) Created(ctx context.Context, info handler.FileInfo) error {
+func (l *Lifecycle) Created(ctx context.Context, info handler.FileInfo) error {
 	ev := l.event(webhook.TypeCreated, webhook.StableEventID("created", info.ID), info)
-	if ttl := l.s.cfg.Lifecycle.UploadTTL; ttl > 0 {
+	if ttl := l.o.Settings.UploadTTL; ttl > 0 {
 		at := ev.Time.Add(ttl)
 		ev.Upload.Expires = &at
 	}
@@ -234,11 +236,11 @@ func (l *lifecycle) Created(ctx context.Context, info handler.FileInfo) error {
 // upload.finished event. The event is stored before the upload is
 // assembled, so that no crash can lose it; its delivery waits until the
 // object exists (see prepare).
-func (l *lifecycle) Finishing(ctx context.Context, info handler.FileInfo) error {
+func (l *Lifecycle) Finishing(ctx context.Context, info handler.FileInfo) error {
 	finishedFrom(ctx).set()
 	// Partial uploads are asked about too (with is_partial set): each
 	// becomes an object of its own in the bucket.
-	if url := l.s.cfg.Lifecycle.PreFinishURL; url != "" {
+	if url := l.o.Settings.PreFinishURL; url != "" {
 		if err := l.approve(ctx, url, info); err != nil {
 			return err
 		}
@@ -248,13 +250,13 @@ func (l *lifecycle) Finishing(ctx context.Context, info handler.FileInfo) error 
 
 // Terminating stores the upload.terminated event before the upload is
 // deleted; it is delivered once the upload is gone.
-func (l *lifecycle) Terminating(ctx context.Context, info handler.FileInfo) error {
+func (l *Lifecycle) Terminating(ctx context.Context, info handler.FileInfo) error {
 	return l.enqueue(ctx, l.event(webhook.TypeTerminated, webhook.StableEventID("terminated", info.ID), info))
 }
 
 // expired stores the upload.expired event before the janitor deletes the
 // upload.
-func (l *lifecycle) expired(ctx context.Context, u expiry.Upload) error {
+func (l *Lifecycle) expired(ctx context.Context, u expiry.Upload) error {
 	ev := l.event(webhook.TypeExpired, webhook.StableEventID("expired", u.ID), u.Info)
 	return l.enqueue(ctx, ev)
 }
@@ -263,7 +265,7 @@ func (l *lifecycle) expired(ctx context.Context, u expiry.Upload) error {
 // happened: a finished upload's object exists (and its ETag is added), a
 // terminated or expired upload is gone. Events are stored before the act,
 // so that a crash in between cannot lose them.
-func (l *lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Decision, string, error) {
+func (l *Lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Decision, string, error) {
 	switch ev.Type {
 	case webhook.TypeFinished:
 		info, err := l.lookup(ctx, ev.Upload.ID)
@@ -291,13 +293,11 @@ func (l *lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 			}
 			return webhook.Drop, "the upload's data is gone", nil
 		}
-		if b := l.s.s3; b != nil && ev.Upload.Storage.Key != "" {
-			etag, err := b.ETag(ctx, ev.Upload.Storage.Key)
-			if err != nil {
-				return webhook.Retry, "", err
-			}
-			ev.Upload.Storage.ETag = etag
+		st, err := l.o.Backend.Storage(ctx, info, true)
+		if err != nil {
+			return webhook.Retry, "", err
 		}
+		ev.Upload.Storage = st
 	case webhook.TypeTerminated, webhook.TypeExpired:
 		// Both are stored before the act; deliver only what happened.
 		info, err := l.lookup(ctx, ev.Upload.ID)
@@ -333,8 +333,8 @@ func (l *lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 }
 
 // lookup reads an upload's info from the unwrapped store.
-func (l *lifecycle) lookup(ctx context.Context, id string) (handler.FileInfo, error) {
-	up, err := l.s.store.Core.GetUpload(ctx, id)
+func (l *Lifecycle) lookup(ctx context.Context, id string) (handler.FileInfo, error) {
+	up, err := l.o.Store.Core.GetUpload(ctx, id)
 	if err != nil {
 		return handler.FileInfo{}, err
 	}
@@ -342,7 +342,7 @@ func (l *lifecycle) lookup(ctx context.Context, id string) (handler.FileInfo, er
 }
 
 // finishedMark records, per request, that the upload was finished, so that
-// the response does not announce an expiry (see uploadExpires).
+// the response does not announce an expiry (see UploadExpires).
 type finishedMark struct{ done bool }
 
 type finishedKey struct{}
@@ -358,11 +358,11 @@ func (m *finishedMark) set() {
 	}
 }
 
-// uploadExpires implements the announcing half of tus's expiration
+// UploadExpires implements the announcing half of tus's expiration
 // extension: creations and PATCHes of unfinished uploads answer with
 // Upload-Expires (idle expiry slides with every write), and OPTIONS lists
 // "expiration" among the extensions.
-func uploadExpires(ttl time.Duration, now func() time.Time, next http.Handler) http.Handler {
+func UploadExpires(ttl time.Duration, now func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mark := &finishedMark{}
 		r = r.WithContext(context.WithValue(r.Context(), finishedKey{}, mark))

@@ -1,0 +1,104 @@
+// Package diskbackend keeps uploads in a local directory: tusd's filestore,
+// with tusgate's assembly markers, quota counter, janitor inventory,
+// tombstones and webhook outbox in the same directory (see
+// internal/backend).
+package diskbackend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tus/tusd/v2/pkg/filestore"
+	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/backend"
+	"github.com/tusgate/tusgate/internal/expiry"
+	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/quota"
+	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/webhook"
+)
+
+// Backend is a directory of uploads.
+type Backend struct {
+	dir      string
+	assembly safestore.DiskAssembly
+	expiry   *expiry.Disk
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Open prepares dir (--data-dir) for uploads: it creates it, checks that it
+// is writable and reads the assembly markers. A directory that cannot be
+// used is a *backend.MisconfigError.
+func Open(dir string) (*Backend, error) {
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		err = os.MkdirAll(abs, 0o750)
+	}
+	if err == nil {
+		err = probeWritable(abs)
+	}
+	if err != nil {
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--data-dir %s is not usable: %v; choose a writable directory", dir, err)}
+	}
+	b := &Backend{dir: abs, assembly: safestore.DiskAssembly{Dir: abs}, expiry: &expiry.Disk{Dir: abs}}
+	if err := b.assembly.Init(); err != nil {
+		return nil, &backend.MisconfigError{Msg: fmt.Sprintf("--data-dir %s: %v", dir, err)}
+	}
+	return b, nil
+}
+
+// Dir is the directory's absolute path.
+func (b *Backend) Dir() string { return b.dir }
+
+// Name implements backend.Backend.
+func (b *Backend) Name() string { return "data-dir" }
+
+// UseIn implements backend.Backend: tusd's filestore.
+func (b *Backend) UseIn(c *handler.StoreComposer) { filestore.New(b.dir).UseIn(c) }
+
+// Check implements backend.Backend: the directory is writable.
+func (b *Backend) Check(context.Context) error { return probeWritable(b.dir) }
+
+// Assembly implements backend.Backend: markers of finished uploads, since
+// filestore keeps no such state of its own.
+func (b *Backend) Assembly() safestore.AssemblyChecker { return b.assembly }
+
+// Usage implements backend.Backend.
+func (b *Backend) Usage() quota.Counter { return quota.Disk{Dir: b.dir} }
+
+// Expiry implements backend.Backend.
+func (b *Backend) Expiry() (expiry.Inventory, expiry.Tombstones) { return b.expiry, b.expiry }
+
+// Outbox implements backend.Backend.
+func (b *Backend) Outbox() webhook.Outbox {
+	return &webhook.DirOutbox{Dir: filepath.Join(b.dir, layout.InternalFolder, "webhooks")}
+}
+
+// Storage implements backend.Backend: the upload's path below the
+// directory.
+func (b *Backend) Storage(_ context.Context, info handler.FileInfo, _ bool) (webhook.Storage, error) {
+	return webhook.Storage{Type: "disk", Key: info.ID}, nil
+}
+
+// Close implements backend.Backend; a directory holds nothing to release.
+func (b *Backend) Close() error { return nil }
+
+// probeWritable creates and removes a file in dir.
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".tusgate-probe-")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Err
+		}
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
