@@ -65,7 +65,7 @@ func deny(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 		if !errors.Is(err, oidc.ErrKeysUnavailable) {
 			log.ErrorContext(r.Context(), "token verification failed unexpectedly", "error", err.Error())
 		}
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", tuserror.RetryAfter)
 		status := http.StatusServiceUnavailable
 		if r.Method == http.MethodHead {
 			status = http.StatusLocked

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tusgate/tusgate/internal/bodylen"
 	"github.com/tusgate/tusgate/internal/storeerr"
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // bodyLength is the request body's length (bodylen; -1: unknown). tusd
@@ -38,7 +39,7 @@ var ErrBusy = handler.Error{
 	HTTPResponse: handler.HTTPResponse{
 		StatusCode: http.StatusServiceUnavailable,
 		Body:       "ERR_SERVER_BUSY: the server has no memory free for a request body without Content-Length; retry later, or send Content-Length\n",
-		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": tuserror.RetryAfter},
 	},
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // Defaults of Options.
@@ -61,7 +63,7 @@ var ErrUnavailable = handler.Error{
 		Body:       "ERR_LOCK_UNAVAILABLE: the upload lock service is temporarily unavailable; retry later\n",
 		Header: handler.HTTPHeader{
 			"Content-Type": "text/plain; charset=utf-8",
-			"Retry-After":  "5",
+			"Retry-After":  tuserror.RetryAfter,
 		},
 	},
 }
