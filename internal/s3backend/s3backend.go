@@ -30,6 +30,7 @@ import (
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/s3stream"
 	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
@@ -215,7 +216,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	if isCredentialsError(err) {
 		return &MisconfigError{fmt.Sprintf("no usable AWS credentials for S3: %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role", rootCause(err))}
 	}
-	switch status := httpStatus(err); status {
+	switch status := storeerr.HTTPStatus(err); status {
 	case http.StatusNotFound:
 		return &MisconfigError{fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
 	case http.StatusForbidden, http.StatusUnauthorized:
@@ -224,14 +225,6 @@ func (b *Backend) Check(ctx context.Context) error {
 		return &MisconfigError{fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
 	}
 	return fmt.Errorf("S3 at %s is unreachable or failing: %s", where, rootCause(err))
-}
-
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
 }
 
 func isCredentialsError(err error) bool {
@@ -289,7 +282,7 @@ func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	if err == nil {
 		return safestore.Assembled, nil
 	}
-	if httpStatus(err) != http.StatusNotFound {
+	if storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return 0, err
 	}
 	_, err = b.Client.ListParts(ctx, &s3.ListPartsInput{
@@ -298,7 +291,7 @@ func (b *Backend) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	switch {
 	case err == nil:
 		return safestore.NotAssembled, nil
-	case httpStatus(err) == http.StatusNotFound:
+	case storeerr.HTTPStatus(err) == http.StatusNotFound:
 		return safestore.Gone, nil
 	default:
 		return 0, err
@@ -320,7 +313,7 @@ func (b *Backend) MarkAssembled(ctx context.Context, info handler.FileInfo) erro
 	_, err := b.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(info.ID[i+1:]),
 	})
-	if err != nil && httpStatus(err) != http.StatusNotFound {
+	if err != nil && storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return fmt.Errorf("aborting the multipart upload of concatenated %s: %w", key, err)
 	}
 	return nil
@@ -351,7 +344,7 @@ func (b *Backend) Usage(ctx context.Context, ownerFolder string) (quota.Usage, e
 	for _, key := range keys {
 		out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
 		if err != nil {
-			if httpStatus(err) == http.StatusNotFound {
+			if storeerr.HTTPStatus(err) == http.StatusNotFound {
 				continue // being created or terminated right now
 			}
 			return u, err
