@@ -1,11 +1,9 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +25,8 @@ var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "
 var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/dev/"}
 
 // Validate checks the settings, normalises a few (base path slashes) and
-// returns every problem found.
+// returns every problem found. It reads no files: run Resolve first, so
+// that it checks the secrets read from them.
 func (c *Config) Validate() Problems {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -79,10 +78,6 @@ func (c *Config) Validate() Problems {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		add("--tls-cert and --tls-key go together: set both to serve HTTPS, or neither")
-	} else if c.TLSCert != "" {
-		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
-			add("--tls-cert/--tls-key: cannot load the key pair: %v", err)
-		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("--log-format %q: use text or json", c.LogFormat)
@@ -189,7 +184,7 @@ func (c *Config) validateAuth() Problems {
 	return p
 }
 
-// validateRedis checks the Redis settings and reads the password file.
+// validateRedis checks the Redis settings.
 func (c *Config) validateRedis() Problems {
 	var p Problems
 	if c.RedisURL == "" {
@@ -212,14 +207,6 @@ func (c *Config) validateRedis() Problems {
 			"set --redis-lock-lease to at least %v, or lower --shutdown-timeout",
 			c.RedisLockLease, c.ShutdownTimeout, renewal.Round(time.Millisecond), c.SaveReserve().Round(time.Millisecond),
 			lockPauseAllowance, c.minRedisLockLease()))
-	}
-	if c.RedisPasswordFile != "" {
-		b, err := os.ReadFile(c.RedisPasswordFile)
-		if err != nil {
-			p = append(p, fmt.Sprintf("--redis-password-file: %v", err))
-		} else {
-			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
-		}
 	}
 	return p
 }
@@ -255,7 +242,7 @@ func (c *Config) minRedisLockLease() time.Duration {
 // minWebhookSecret is the shortest signing secret accepted.
 const minWebhookSecret = 16
 
-// validate checks the lifecycle settings and reads the secret file.
+// validate checks the lifecycle settings.
 func (l *Lifecycle) validate() Problems {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -268,14 +255,6 @@ func (l *Lifecycle) validate() Problems {
 			add("webhook URL %q must be an absolute http:// or https:// URL", redactURL(raw))
 		} else if u.User != nil {
 			add("webhook URL %q must not carry credentials: receivers authenticate deliveries by their signature", redactURL(raw))
-		}
-	}
-	if l.WebhookSecretFile != "" {
-		b, err := os.ReadFile(l.WebhookSecretFile)
-		if err != nil {
-			add("--webhook-secret-file: %v", err)
-		} else {
-			l.WebhookSecret = strings.TrimRight(string(b), "\r\n")
 		}
 	}
 	if l.WebhooksEnabled() && len(l.WebhookSecret) < minWebhookSecret {
