@@ -284,7 +284,7 @@ func TestLifecycleSettings(t *testing.T) {
 // Resolve reads the secret files (a file wins over the environment, trailing
 // line breaks go) and the TLS key pair; every file it cannot read is a
 // problem naming its flag, listed by Load with the others. Validate reads
-// no file.
+// no file and changes nothing.
 func TestSecretFiles(t *testing.T) {
 	dir := t.TempDir()
 	secret, password, missing := filepath.Join(dir, "secret"), filepath.Join(dir, "password"), filepath.Join(dir, "missing")
@@ -328,11 +328,16 @@ func TestSecretFiles(t *testing.T) {
 
 	c := Default()
 	c.InsecureNoAuth = true
+	c.BasePath = "uploads"
 	c.RedisURL, c.RedisPasswordFile = "redis://127.0.0.1:6379/0", missing
 	c.TLSCert, c.TLSKey = missing, missing
 	c.Lifecycle.WebhookSecretFile = missing
+	before := c
 	if p := c.Validate(); len(p) != 0 {
 		t.Errorf("Validate read files: %v", p)
+	}
+	if !reflect.DeepEqual(c, before) {
+		t.Errorf("Validate changed the settings: %+v, was %+v", c, before)
 	}
 	if p := c.Resolve(); len(p) != 3 {
 		t.Errorf("Resolve: %v, want 3 problems", p)

@@ -105,9 +105,9 @@ func Flags(cfg *Config) *flag.FlagSet {
 // Load builds the configuration from args (without the program name), the
 // environment (through lookupEnv) and the YAML file named by --config or
 // TUSGATE_CONFIG. Precedence: flag > environment > file > default. It then
-// reads the files the settings name (Resolve) and checks the result
-// (Validate). The returned error is flag.ErrHelp for -h/--help, or Problems
-// listing every mistake found.
+// reads the files the settings name (Resolve), checks the result (Validate)
+// and gives the base path its slashes. The returned error is flag.ErrHelp
+// for -h/--help, or Problems listing every mistake found.
 func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg, problems, err := read(args, lookupEnv)
 	if err != nil {
@@ -118,6 +118,7 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error)
 	if len(problems) > 0 {
 		return nil, problems
 	}
+	cfg.BasePath = cleanBasePath(cfg.BasePath)
 	return cfg, nil
 }
 

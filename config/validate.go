@@ -24,9 +24,9 @@ var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "
 // reservedPaths are served by tusgate itself and cannot hold uploads.
 var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/dev/"}
 
-// Validate checks the settings, normalises a few (base path slashes) and
-// returns every problem found. It reads no files: run Resolve first, so
-// that it checks the secrets read from them.
+// Validate checks the settings and returns every problem found. It changes
+// nothing and reads no files: run Resolve first, so that it checks the
+// secrets read from them.
 func (c *Config) Validate() Problems {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -43,7 +43,7 @@ func (c *Config) Validate() Problems {
 		}
 	}
 
-	bp := "/" + strings.Trim(c.BasePath, "/") + "/"
+	bp := cleanBasePath(c.BasePath)
 	switch {
 	case bp == "//":
 		add("--base-path must not be /: tusgate serves /healthz, /readyz and its pages there; use e.g. /files/")
@@ -56,7 +56,6 @@ func (c *Config) Validate() Problems {
 				break
 			}
 		}
-		c.BasePath = bp
 	}
 
 	if strings.TrimSpace(c.DataDir) == "" {
@@ -104,6 +103,10 @@ func (c *Config) Validate() Problems {
 	}
 	return p
 }
+
+// cleanBasePath returns the base path p with one slash at each end, as
+// Config.BasePath holds it once loaded.
+func cleanBasePath(p string) string { return "/" + strings.Trim(p, "/") + "/" }
 
 // validateAuth checks that exactly one way of authenticating is chosen.
 func (c *Config) validateAuth() Problems {
