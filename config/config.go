@@ -83,8 +83,8 @@ type Config struct {
 	RedisLockLease time.Duration
 	// RedisPasswordFile holds the Redis password (instead of the URL).
 	RedisPasswordFile string
-	// RedisPassword comes from TUSGATE_REDIS_PASSWORD or RedisPasswordFile,
-	// never from a flag (flags show in process listings).
+	// RedisPassword comes from TUSGATE_REDIS_PASSWORD or RedisPasswordFile
+	// (read by Resolve), never from a flag (flags show in process listings).
 	RedisPassword string
 
 	// Lifecycle configures webhooks and expiration.
@@ -103,8 +103,8 @@ type Lifecycle struct {
 	PreFinishURL string
 	// WebhookSecretFile holds the HMAC key signing webhooks.
 	WebhookSecretFile string
-	// WebhookSecret comes from TUSGATE_WEBHOOK_SECRET or WebhookSecretFile,
-	// never from a flag.
+	// WebhookSecret comes from TUSGATE_WEBHOOK_SECRET or WebhookSecretFile
+	// (read by Resolve), never from a flag.
 	WebhookSecret string
 	// WebhookTimeout bounds each webhook request.
 	WebhookTimeout time.Duration

@@ -281,6 +281,69 @@ func TestLifecycleSettings(t *testing.T) {
 	}
 }
 
+// Resolve reads the secret files (a file wins over the environment, trailing
+// line breaks go) and the TLS key pair; every file it cannot read is a
+// problem naming its flag, listed by Load with the others. Validate reads
+// no file and changes nothing.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret, password, missing := filepath.Join(dir, "secret"), filepath.Join(dir, "password"), filepath.Join(dir, "missing")
+	for name, body := range map[string]string{secret: "0123456789abcdef0123\r\n", password: "p4ss\n"} {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redis := []string{"--insecure-no-auth", "--redis-url", "redis://127.0.0.1:6379/0", "--webhook-url", "https://app.example/hook"}
+	cfg, err := Load(append(slices.Clone(redis), "--redis-password-file", password, "--webhook-secret-file", secret),
+		env("TUSGATE_REDIS_PASSWORD", "from-env", "TUSGATE_WEBHOOK_SECRET", "from-the-environment-1234"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RedisPassword != "p4ss" || cfg.Lifecycle.WebhookSecret != "0123456789abcdef0123" {
+		t.Fatalf("password %q, secret %q", cfg.RedisPassword, cfg.Lifecycle.WebhookSecret)
+	}
+
+	_, err = Load(append(slices.Clone(redis), "--redis-password-file", missing, "--webhook-secret-file", missing,
+		"--tls-cert", missing, "--tls-key", missing, "--log-format", "xml"), env())
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	want := []string{"--redis-password-file: open " + missing, "--webhook-secret-file: open " + missing,
+		"--tls-cert/--tls-key: cannot load the key pair: open " + missing, "signing secret of at least 16", `--log-format "xml"`}
+	for _, w := range want {
+		if !strings.Contains(p.Error(), w) {
+			t.Errorf("problems lack %q:\n%s", w, p.Error())
+		}
+	}
+	if len(p) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(p), len(want), p.Error())
+	}
+
+	// Without --redis-url the password file is not read.
+	_, err = Load([]string{"--insecure-no-auth", "--redis-password-file", missing}, env())
+	if !errors.As(err, &p) || len(p) != 1 || !strings.Contains(p[0], "--redis-password-file needs --redis-url") {
+		t.Errorf("password file without --redis-url: %v", err)
+	}
+
+	c := Default()
+	c.InsecureNoAuth = true
+	c.BasePath = "uploads"
+	c.RedisURL, c.RedisPasswordFile = "redis://127.0.0.1:6379/0", missing
+	c.TLSCert, c.TLSKey = missing, missing
+	c.Lifecycle.WebhookSecretFile = missing
+	before := c
+	if p := c.Validate(); len(p) != 0 {
+		t.Errorf("Validate read files: %v", p)
+	}
+	if !reflect.DeepEqual(c, before) {
+		t.Errorf("Validate changed the settings: %+v, was %+v", c, before)
+	}
+	if p := c.Resolve(); len(p) != 3 {
+		t.Errorf("Resolve: %v, want 3 problems", p)
+	}
+}
+
 // The Redis lock lease must outlive the renewal interval and timeout, the
 // save reserve of interrupted requests (a third of --shutdown-timeout, at
 // most 10s) and the pause allowance; the problem says what to set.

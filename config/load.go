@@ -104,23 +104,27 @@ func Flags(cfg *Config) *flag.FlagSet {
 
 // Load builds the configuration from args (without the program name), the
 // environment (through lookupEnv) and the YAML file named by --config or
-// TUSGATE_CONFIG. Precedence: flag > environment > file > default. The
-// returned error is flag.ErrHelp for -h/--help, or Problems listing every
-// mistake found.
+// TUSGATE_CONFIG. Precedence: flag > environment > file > default. It then
+// reads the files the settings name (Resolve), checks the result (Validate)
+// and gives the base path its slashes. The returned error is flag.ErrHelp
+// for -h/--help, or Problems listing every mistake found.
 func Load(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg, problems, err := read(args, lookupEnv)
 	if err != nil {
 		return nil, err
 	}
+	problems = append(problems, cfg.Resolve()...)
 	problems = append(problems, cfg.Validate()...)
 	if len(problems) > 0 {
 		return nil, problems
 	}
+	cfg.BasePath = cleanBasePath(cfg.BasePath)
 	return cfg, nil
 }
 
 // Read gathers the settings from the same sources as Load, in the same
-// order, but does not validate them (nor read the secret files they name):
+// order, but neither reads the files they name (Resolve) nor checks them
+// (Validate):
 // for commands that need a few of the server's settings, such as the
 // address tusgate healthcheck probes. The error is flag.ErrHelp, or
 // Problems if a flag, variable or the file cannot be parsed.

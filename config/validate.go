@@ -1,11 +1,9 @@
 package config
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -26,8 +24,9 @@ var storageClasses = []string{"STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "
 // reservedPaths are served by tusgate itself and cannot hold uploads.
 var reservedPaths = []string{"/healthz", "/readyz", "/metrics", "/dev/"}
 
-// Validate checks the settings, normalises a few (base path slashes) and
-// returns every problem found.
+// Validate checks the settings and returns every problem found. It changes
+// nothing and reads no files: run Resolve first, so that it checks the
+// secrets read from them.
 func (c *Config) Validate() Problems {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -44,7 +43,7 @@ func (c *Config) Validate() Problems {
 		}
 	}
 
-	bp := "/" + strings.Trim(c.BasePath, "/") + "/"
+	bp := cleanBasePath(c.BasePath)
 	switch {
 	case bp == "//":
 		add("--base-path must not be /: tusgate serves /healthz, /readyz and its pages there; use e.g. /files/")
@@ -57,7 +56,6 @@ func (c *Config) Validate() Problems {
 				break
 			}
 		}
-		c.BasePath = bp
 	}
 
 	if strings.TrimSpace(c.DataDir) == "" {
@@ -79,10 +77,6 @@ func (c *Config) Validate() Problems {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		add("--tls-cert and --tls-key go together: set both to serve HTTPS, or neither")
-	} else if c.TLSCert != "" {
-		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
-			add("--tls-cert/--tls-key: cannot load the key pair: %v", err)
-		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("--log-format %q: use text or json", c.LogFormat)
@@ -109,6 +103,10 @@ func (c *Config) Validate() Problems {
 	}
 	return p
 }
+
+// cleanBasePath returns the base path p with one slash at each end, as
+// Config.BasePath holds it once loaded.
+func cleanBasePath(p string) string { return "/" + strings.Trim(p, "/") + "/" }
 
 // validateAuth checks that exactly one way of authenticating is chosen.
 func (c *Config) validateAuth() Problems {
@@ -189,7 +187,7 @@ func (c *Config) validateAuth() Problems {
 	return p
 }
 
-// validateRedis checks the Redis settings and reads the password file.
+// validateRedis checks the Redis settings.
 func (c *Config) validateRedis() Problems {
 	var p Problems
 	if c.RedisURL == "" {
@@ -212,14 +210,6 @@ func (c *Config) validateRedis() Problems {
 			"set --redis-lock-lease to at least %v, or lower --shutdown-timeout",
 			c.RedisLockLease, c.ShutdownTimeout, renewal.Round(time.Millisecond), c.SaveReserve().Round(time.Millisecond),
 			lockPauseAllowance, c.minRedisLockLease()))
-	}
-	if c.RedisPasswordFile != "" {
-		b, err := os.ReadFile(c.RedisPasswordFile)
-		if err != nil {
-			p = append(p, fmt.Sprintf("--redis-password-file: %v", err))
-		} else {
-			c.RedisPassword = strings.TrimRight(string(b), "\r\n")
-		}
 	}
 	return p
 }
@@ -255,7 +245,7 @@ func (c *Config) minRedisLockLease() time.Duration {
 // minWebhookSecret is the shortest signing secret accepted.
 const minWebhookSecret = 16
 
-// validate checks the lifecycle settings and reads the secret file.
+// validate checks the lifecycle settings.
 func (l *Lifecycle) validate() Problems {
 	var p Problems
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -268,14 +258,6 @@ func (l *Lifecycle) validate() Problems {
 			add("webhook URL %q must be an absolute http:// or https:// URL", redactURL(raw))
 		} else if u.User != nil {
 			add("webhook URL %q must not carry credentials: receivers authenticate deliveries by their signature", redactURL(raw))
-		}
-	}
-	if l.WebhookSecretFile != "" {
-		b, err := os.ReadFile(l.WebhookSecretFile)
-		if err != nil {
-			add("--webhook-secret-file: %v", err)
-		} else {
-			l.WebhookSecret = strings.TrimRight(string(b), "\r\n")
 		}
 	}
 	if l.WebhooksEnabled() && len(l.WebhookSecret) < minWebhookSecret {

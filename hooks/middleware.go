@@ -24,8 +24,9 @@ const realm = "tusgate"
 // tus capability discovery, which reveal no upload) and puts the caller
 // into the request context. Failures are answered per RFC 6750: no token
 // 401; bad token 401 invalid_token; missing scope 403 insufficient_scope;
-// keys unavailable HEAD 423 and otherwise 503, both with Retry-After (a 5xx
-// on HEAD makes tus-js-client abandon the upload).
+// keys unavailable 503 with Retry-After. The server's guard, which wraps
+// every handler, turns that 503 into 423 for HEAD (a 5xx on HEAD makes
+// tus-js-client abandon the upload).
 func Middleware(v Verifier, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
@@ -65,12 +66,8 @@ func deny(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 		if !errors.Is(err, oidc.ErrKeysUnavailable) {
 			log.ErrorContext(r.Context(), "token verification failed unexpectedly", "error", err.Error())
 		}
-		w.Header().Set("Retry-After", "5")
-		status := http.StatusServiceUnavailable
-		if r.Method == http.MethodHead {
-			status = http.StatusLocked
-		}
-		tuserror.Write(w, r, status, "ERR_AUTH_UNAVAILABLE", "cannot verify tokens right now; retry later")
+		w.Header().Set("Retry-After", tuserror.RetryAfter)
+		tuserror.Write(w, r, http.StatusServiceUnavailable, "ERR_AUTH_UNAVAILABLE", "cannot verify tokens right now; retry later")
 	}
 }
 

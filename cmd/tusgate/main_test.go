@@ -52,6 +52,8 @@ func TestHealthcheckReadsTheServersSettings(t *testing.T) {
 		{"flag beats the environment", []string{"--listen", live}, map[string]string{"TUSGATE_CONFIG": deadFile, "TUSGATE_LISTEN": dead}, 0},
 		{"a file the server would refuse", []string{"--config", badFile, "--listen", live}, nil, 1},
 		{"a file that is missing", []string{"--config", filepath.Join(dir, "missing.yaml")}, nil, 1},
+		{"secret files are not read", []string{"--listen", live, "--redis-url", "redis://127.0.0.1:1/0",
+			"--redis-password-file", filepath.Join(dir, "missing"), "--webhook-secret-file", filepath.Join(dir, "missing")}, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -63,6 +65,28 @@ func TestHealthcheckReadsTheServersSettings(t *testing.T) {
 				t.Fatalf("stderr %q", stderr.String())
 			}
 		})
+	}
+}
+
+// A secret file the server cannot read stops it before it starts, with the
+// configuration's exit code and a message that names the flag.
+func TestUnreadableSecretFilesStopStartup(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--webhook-url", "https://app.example/hook", "--webhook-secret-file", missing}, "--webhook-secret-file: open " + missing},
+		{[]string{"--redis-url", "redis://127.0.0.1:1/0", "--redis-password-file", missing}, "--redis-password-file: open " + missing},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"--insecure-no-auth", "--listen", deadAddr(t)}, tc.args...)
+		if got := run(args, &stdout, &stderr); got != exitConfig {
+			t.Errorf("%v: exit %d, want %d; stderr: %s", tc.args, got, exitConfig, stderr.String())
+		}
+		if !strings.HasPrefix(stderr.String(), "tusgate: invalid configuration") || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: stderr %q, want a problem containing %q", tc.args, stderr.String(), tc.want)
+		}
 	}
 }
 

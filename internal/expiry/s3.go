@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/tusgate/tusgate/internal/layout"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // S3API is the part of *s3.Client that S3 uses.
@@ -87,7 +88,7 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 	key, mpID := aws.ToString(mu.Key), aws.ToString(mu.UploadId)
 	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: aws.String(key + ".info")})
 	if err != nil {
-		if httpStatus(err) == http.StatusNotFound {
+		if storeerr.HTTPStatus(err) == http.StatusNotFound {
 			return Upload{}, false, nil // an orphan, or being created or terminated
 		}
 		return Upload{}, false, fmt.Errorf("reading %s.info: %w", key, err)
@@ -109,7 +110,7 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 	for {
 		page, err := s.Client.ListParts(ctx, in)
 		if err != nil {
-			if httpStatus(err) == http.StatusNotFound {
+			if storeerr.HTTPStatus(err) == http.StatusNotFound {
 				return Upload{}, false, nil // finished or aborted meanwhile
 			}
 			return Upload{}, false, fmt.Errorf("listing parts of %s: %w", key, err)
@@ -133,7 +134,7 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 	case err == nil:
 		offset += aws.ToInt64(head.ContentLength)
 		last = latest(last, aws.ToTime(head.LastModified))
-	case httpStatus(err) != http.StatusNotFound:
+	case storeerr.HTTPStatus(err) != http.StatusNotFound:
 		return Upload{}, false, fmt.Errorf("reading %s.part: %w", key, err)
 	}
 
@@ -199,7 +200,7 @@ func (s *S3) Orphans(ctx context.Context, before time.Time, fn func(Orphan) erro
 		switch {
 		case err == nil:
 			return nil
-		case httpStatus(err) != http.StatusNotFound:
+		case storeerr.HTTPStatus(err) != http.StatusNotFound:
 			errs.add(fmt.Errorf("reading %s.info: %w", key, err))
 			return nil
 		}
@@ -290,7 +291,7 @@ func (s *S3) readID(ctx context.Context, objectID string) (string, error) {
 	key := s.root() + objectID + ".info"
 	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: &key})
 	if err != nil {
-		if httpStatus(err) == http.StatusNotFound {
+		if storeerr.HTTPStatus(err) == http.StatusNotFound {
 			return "", nil
 		}
 		return "", fmt.Errorf("reading %s: %w", key, err)
@@ -317,14 +318,14 @@ func (s *S3) Remove(ctx context.Context, u Upload) error {
 	key := s.root() + objectID
 	_, err := s.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.Bucket, Key: &key, UploadId: &mpID})
 	if err != nil {
-		if httpStatus(err) != http.StatusNotFound {
+		if storeerr.HTTPStatus(err) != http.StatusNotFound {
 			return fmt.Errorf("aborting multipart upload of %s: %w", key, err)
 		}
 		_, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key})
 		if err == nil {
 			return fmt.Errorf("upload %s was finished meanwhile; left alone", u.ID)
 		}
-		if httpStatus(err) != http.StatusNotFound {
+		if storeerr.HTTPStatus(err) != http.StatusNotFound {
 			return fmt.Errorf("reading %s: %w", key, err)
 		}
 	}
@@ -356,7 +357,7 @@ func (s *S3) deleteKeys(ctx context.Context, keys []string) error {
 // RemoveOrphan implements Inventory: it aborts the multipart upload.
 func (s *S3) RemoveOrphan(ctx context.Context, o Orphan) error {
 	_, err := s.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.Bucket, Key: &o.Key, UploadId: &o.MultipartID})
-	if err != nil && httpStatus(err) != http.StatusNotFound {
+	if err != nil && storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return fmt.Errorf("aborting multipart upload of %s: %w", o.Key, err)
 	}
 	return nil
@@ -371,7 +372,7 @@ func (s *S3) RemoveInfo(ctx context.Context, id string) error {
 	}
 	key := s.root() + objectID
 	if _, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key}); err != nil {
-		if httpStatus(err) == http.StatusNotFound {
+		if storeerr.HTTPStatus(err) == http.StatusNotFound {
 			return fmt.Errorf("upload %s is not finished; its .info is kept", id)
 		}
 		return fmt.Errorf("reading %s: %w", key, err)
@@ -414,7 +415,7 @@ func (s *S3) Get(ctx context.Context, id string) (time.Time, bool, error) {
 	}
 	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: &key})
 	if err != nil {
-		if httpStatus(err) == http.StatusNotFound {
+		if storeerr.HTTPStatus(err) == http.StatusNotFound {
 			return time.Time{}, false, nil
 		}
 		return time.Time{}, false, fmt.Errorf("reading tombstone %s: %w", key, err)
@@ -470,15 +471,6 @@ func apiErrorCode(err error) string {
 		return ae.ErrorCode()
 	}
 	return ""
-}
-
-// httpStatus returns the HTTP status of an S3 error, or 0.
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
 }
 
 var (

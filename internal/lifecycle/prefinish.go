@@ -14,6 +14,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/tuserror"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
 
@@ -32,7 +33,7 @@ var errApprovalUnavailable = handler.Error{
 	HTTPResponse: handler.HTTPResponse{
 		StatusCode: http.StatusServiceUnavailable,
 		Body:       "ERR_APPROVAL_UNAVAILABLE: the application could not approve this upload yet; retry later\n",
-		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": tuserror.RetryAfter},
 	},
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // Probe checks one dependency; a nil error means it is usable.
@@ -200,7 +202,7 @@ func serve(w http.ResponseWriter, status func() (bool, string)) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ok {
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", tuserror.RetryAfter)
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	fmt.Fprintln(w, reason)

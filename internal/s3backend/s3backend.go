@@ -29,6 +29,7 @@ import (
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/s3stream"
+	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/internal/tlsbatch"
 )
 
@@ -223,7 +224,7 @@ func (b *Backend) Check(ctx context.Context) error {
 	if isCredentialsError(err) {
 		return &backend.MisconfigError{Msg: fmt.Sprintf("no usable AWS credentials for S3: %s; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role", rootCause(err))}
 	}
-	switch status := httpStatus(err); status {
+	switch status := storeerr.HTTPStatus(err); status {
 	case http.StatusNotFound:
 		return &backend.MisconfigError{Msg: fmt.Sprintf("--s3-bucket %q does not exist at %s: create the bucket or fix the name", b.Bucket, where)}
 	case http.StatusForbidden, http.StatusUnauthorized:
@@ -232,14 +233,6 @@ func (b *Backend) Check(ctx context.Context) error {
 		return &backend.MisconfigError{Msg: fmt.Sprintf("%s rejected requests for --s3-bucket %q (HTTP %d), which usually means a wrong region: set --s3-region to the bucket's region", where, b.Bucket, status)}
 	}
 	return fmt.Errorf("S3 at %s is unreachable or failing: %s", where, rootCause(err))
-}
-
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
 }
 
 func isCredentialsError(err error) bool {

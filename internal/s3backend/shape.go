@@ -14,6 +14,7 @@ import (
 	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
 
@@ -99,7 +100,7 @@ func (a assembly) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	if err == nil {
 		return safestore.Assembled, nil
 	}
-	if httpStatus(err) != http.StatusNotFound {
+	if storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return 0, err
 	}
 	_, err = b.Client.ListParts(ctx, &s3.ListPartsInput{
@@ -108,7 +109,7 @@ func (a assembly) Assembly(ctx context.Context, info handler.FileInfo) (safestor
 	switch {
 	case err == nil:
 		return safestore.NotAssembled, nil
-	case httpStatus(err) == http.StatusNotFound:
+	case storeerr.HTTPStatus(err) == http.StatusNotFound:
 		return safestore.Gone, nil
 	default:
 		return 0, err
@@ -131,7 +132,7 @@ func (a assembly) MarkAssembled(ctx context.Context, info handler.FileInfo) erro
 	_, err := b.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: aws.String(b.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
 	})
-	if err != nil && httpStatus(err) != http.StatusNotFound {
+	if err != nil && storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return fmt.Errorf("aborting the multipart upload of concatenated %s: %w", key, err)
 	}
 	return nil
@@ -166,7 +167,7 @@ func (c usage) Usage(ctx context.Context, ownerFolder string) (quota.Usage, erro
 	for _, key := range keys {
 		out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
 		if err != nil {
-			if httpStatus(err) == http.StatusNotFound {
+			if storeerr.HTTPStatus(err) == http.StatusNotFound {
 				continue // being created or terminated right now
 			}
 			return u, err

@@ -8,6 +8,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/storeerr"
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 // ErrStorageUnavailable answers requests while the storage backend fails.
@@ -21,7 +22,7 @@ var ErrStorageUnavailable = handler.Error{
 		Body:       "ERR_STORAGE_UNAVAILABLE: the storage backend is temporarily unavailable; retry later\n",
 		Header: handler.HTTPHeader{
 			"Content-Type": "text/plain; charset=utf-8",
-			"Retry-After":  "5",
+			"Retry-After":  tuserror.RetryAfter,
 		},
 	},
 }

@@ -273,7 +273,7 @@ func (g *guardWriter) flush(body []byte) {
 		g.swallow = true
 	}
 	if (code == http.StatusServiceUnavailable || code == http.StatusLocked) && h.Get("Retry-After") == "" {
-		h.Set("Retry-After", "5")
+		h.Set("Retry-After", tuserror.RetryAfter)
 	}
 	if g.swallow {
 		h.Del("Content-Length")

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -9,7 +11,10 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/hooks"
+	"github.com/tusgate/tusgate/hooks/oidc"
 	"github.com/tusgate/tusgate/internal/safestore"
+	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
 func serve(h http.Handler, method, target string, header map[string]string) *httptest.ResponseRecorder {
@@ -49,6 +54,41 @@ func TestGuardHeadNeverAnswers5xx(t *testing.T) {
 	w := serve(guard(tusdError(handler.ErrNotFound)), http.MethodHead, "/files/x", nil)
 	if w.Code != http.StatusNotFound {
 		t.Fatalf("HEAD 404 became %d", w.Code)
+	}
+}
+
+// keysDown is a token verifier while the issuer's signing keys cannot be
+// fetched.
+type keysDown struct{}
+
+func (keysDown) Verify(context.Context, string) (*oidc.Principal, error) {
+	return nil, fmt.Errorf("verifying: %w", oidc.ErrKeysUnavailable)
+}
+
+// The auth middleware answers every method 503 while it cannot verify
+// tokens; through the guard, as clients see it, HEAD gets 423 (with
+// Retry-After, without a body, with the CORS headers set before it).
+func TestGuardAnswersAuthOutageOnHEADWith423(t *testing.T) {
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("request passed the auth middleware") })
+	h := guard(cors([]string{"https://app.example"}, false, hooks.Middleware(keysDown{}, discardLog(), next)))
+	for _, m := range []string{http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodGet, http.MethodDelete} {
+		w := serve(h, m, "/files/x", map[string]string{"Authorization": "Bearer abc", "Origin": "https://app.example"})
+		want := http.StatusServiceUnavailable
+		if m == http.MethodHead {
+			want = http.StatusLocked
+		}
+		if w.Code != want || w.Header().Get("Retry-After") != tuserror.RetryAfter {
+			t.Errorf("%s: %d Retry-After %q, want %d with Retry-After %s", m, w.Code, w.Header().Get("Retry-After"), want, tuserror.RetryAfter)
+		}
+		if got := w.Header().Get("Access-Control-Allow-Origin"); got != "https://app.example" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q", m, got)
+		}
+		switch {
+		case m == http.MethodHead && (w.Body.Len() != 0 || w.Header().Get("Content-Length") != ""):
+			t.Errorf("HEAD: body %q, Content-Length %q", w.Body.String(), w.Header().Get("Content-Length"))
+		case m != http.MethodHead && !strings.HasPrefix(w.Body.String(), "ERR_AUTH_UNAVAILABLE: "):
+			t.Errorf("%s: body %q", m, w.Body.String())
+		}
 	}
 }
 

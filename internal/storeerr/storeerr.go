@@ -8,10 +8,11 @@
 // key the gateway may not use, an internal inconsistency) answers 500
 // without Retry-After: retrying only repeats it, and the operator must act.
 //
-// The API is two functions. Code that knows an error is permanent marks it
-// with Permanent; code that maps errors to answers asks IsPermanent, which
-// also recognises S3's permanent error codes. Everything else is transient:
-// an error of unknown kind is retried, never dropped.
+// Code that knows an error is permanent marks it with Permanent; code that
+// maps errors to answers asks IsPermanent, which also recognises S3's
+// permanent error codes. Everything else is transient: an error of unknown
+// kind is retried, never dropped. HTTPStatus reads the HTTP status of the
+// S3 answer an error reports, for code that decides by it (404: gone).
 package storeerr
 
 import (
@@ -101,6 +102,19 @@ func s3Permanent(code, msg string, status int) bool {
 		return strings.Contains(strings.ToLower(msg), "kms")
 	}
 	return false
+}
+
+// HTTPStatus returns the HTTP status of the S3 answer that err reports, or 0
+// when it reports none (nil, a connection error, an error not from S3). It
+// finds the AWS SDK's response error in err's chain or, for an SDK error
+// that was formatted into another error's text rather than wrapped (see
+// sdkError), reads the status from the text.
+func HTTPStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	_, _, status, _ := s3Error(err)
+	return status
 }
 
 // statusCoder is implemented by the AWS SDK's HTTP response errors

@@ -131,3 +131,36 @@ func TestConnectionErrorsAreTransient(t *testing.T) {
 		t.Fatal("SDK text without an API error code reported permanent")
 	}
 }
+
+// HTTPStatus reads the status of S3's answer from the SDK's errors, wrapped
+// or flattened into text, and is 0 when S3 did not answer.
+func TestHTTPStatus(t *testing.T) {
+	for _, status := range []int{404, 403, 412, 503} {
+		c := s3Answer(t, status, "", "")
+		_, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("k")})
+		if got := HTTPStatus(fmt.Errorf("checking: %w", err)); got != status {
+			t.Errorf("HEAD answered %d: HTTPStatus %d (%v)", status, got, err)
+		}
+		c = s3Answer(t, status, "SomeCode", "some message")
+		_, err = c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("b"), Key: aws.String("k"), Body: bytes.NewReader([]byte("x"))})
+		if got := HTTPStatus(err); got != status {
+			t.Errorf("PUT answered %d: HTTPStatus %d (%v)", status, got, err)
+		}
+		// (A retryable answer reads "exceeded maximum number of attempts" in
+		// between, which the text does not match: transient either way.)
+		if got := HTTPStatus(fmt.Errorf("s3store: unable to create multipart upload:\n%s", err)); status < 500 && got != status {
+			t.Errorf("PUT answered %d, flattened: HTTPStatus %d", status, got)
+		}
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("k", "s", ""), RetryMaxAttempts: 1})
+	_, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("k")})
+	for _, err := range []error{nil, errors.New("x"), context.DeadlineExceeded, Permanent(errors.New("inconsistent")), err} {
+		if got := HTTPStatus(err); got != 0 {
+			t.Errorf("HTTPStatus(%v) = %d, want 0", err, got)
+		}
+	}
+}

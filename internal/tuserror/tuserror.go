@@ -8,6 +8,15 @@ import (
 	"strconv"
 )
 
+// RetryAfter is the Retry-After value, in seconds, of every answer that asks
+// a client to come back later: 503 while a dependency (storage, Redis, the
+// issuer's signing keys, the pre-finish URL, a part buffer) is briefly
+// unavailable, 423 on HEAD, and /readyz while not ready. Five seconds lets a
+// dependency recover before the retries arrive, and costs a resuming client
+// little; it is the longest of tus-js-client's default retry delays (0, 1,
+// 3 and 5 s), so clients that ignore the header wait about as long.
+const RetryAfter = "5"
+
 // Write answers with status and the body "code: msg". HEAD answers carry no
 // body. Headers already set on w (CORS, WWW-Authenticate, Retry-After) are
 // kept.

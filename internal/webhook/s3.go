@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // S3API is the part of *s3.Client that S3Outbox uses.
@@ -343,21 +344,12 @@ func (o *S3Outbox) bury(ctx context.Context, id string, body []byte) error {
 	return o.delete(ctx, o.key(queueDir, id))
 }
 
-// s3Status returns the HTTP status of an S3 error, or 0.
-func s3Status(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
 // conditionFailed reports whether a conditional write lost: 412, or 409
 // when a concurrent conditional write was in progress.
 func conditionFailed(err error) bool {
-	s := s3Status(err)
+	s := storeerr.HTTPStatus(err)
 	return s == http.StatusPreconditionFailed || s == http.StatusConflict
 }
 
 // notFound reports whether err is a 404.
-func notFound(err error) bool { return s3Status(err) == http.StatusNotFound }
+func notFound(err error) bool { return storeerr.HTTPStatus(err) == http.StatusNotFound }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/tusgate/tusgate/internal/clock"
+	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/test/testenv"
 )
 
@@ -87,16 +88,16 @@ func TestS3ConditionalWrites(t *testing.T) {
 	}
 	first, err := put("one", &s3.PutObjectInput{})
 	must(t, err)
-	if _, err := put("two", &s3.PutObjectInput{IfNoneMatch: aws.String("*")}); s3Status(err) != http.StatusPreconditionFailed {
+	if _, err := put("two", &s3.PutObjectInput{IfNoneMatch: aws.String("*")}); storeerr.HTTPStatus(err) != http.StatusPreconditionFailed {
 		t.Errorf("If-None-Match: * over an object: %v, want 412", err)
 	}
-	if _, err := put("three", &s3.PutObjectInput{IfMatch: aws.String(`"0123456789abcdef0123456789abcdef"`)}); s3Status(err) != http.StatusPreconditionFailed {
+	if _, err := put("three", &s3.PutObjectInput{IfMatch: aws.String(`"0123456789abcdef0123456789abcdef"`)}); storeerr.HTTPStatus(err) != http.StatusPreconditionFailed {
 		t.Errorf("If-Match with another ETag: %v, want 412", err)
 	}
 	if _, err := put("four", &s3.PutObjectInput{IfMatch: first.ETag}); err != nil {
 		t.Errorf("If-Match with the current ETag: %v", err)
 	}
-	if _, err := put("five", &s3.PutObjectInput{IfMatch: first.ETag}); s3Status(err) != http.StatusPreconditionFailed {
+	if _, err := put("five", &s3.PutObjectInput{IfMatch: first.ETag}); storeerr.HTTPStatus(err) != http.StatusPreconditionFailed {
 		t.Errorf("If-Match with a replaced ETag: %v, want 412", err)
 	}
 }
