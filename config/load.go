@@ -90,7 +90,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.S3.PathStyle, "s3-path-style", cfg.S3.PathStyle, "path-style S3 addressing (implied by a custom endpoint)")
 	fs.StringVar(&cfg.S3.ObjectPrefix, "s3-object-prefix", cfg.S3.ObjectPrefix, "key `prefix` for every object tusgate writes")
 	fs.Var(sizeValue{&cfg.S3.PartSize}, "s3-part-size", "preferred S3 part `size` (each upload in progress holds one to --s3-parallel-parts of them in memory)")
-	fs.Var(sizeValue{&cfg.S3.BufferMemory}, "s3-buffer-memory", "memory `size` for part buffers, server-wide; writes beyond it stream through a 256KiB window each (0: always)")
+	fs.Var(sizeValue{&cfg.S3.BufferMemory}, "s3-buffer-memory", "memory `size` for part buffers, server-wide; writes beyond it stream through a 128KiB window each (0: always)")
 	fs.IntVar(&cfg.S3.ParallelParts, "s3-parallel-parts", cfg.S3.ParallelParts, "parts of one upload sent to S3 at once, each in a part buffer (while --s3-buffer-memory is less than half used)")
 	fs.Var(sizeValue{&cfg.S3.MinPartSize}, "s3-min-part-size", "smallest S3 part `size` (AWS: 5MiB; R2: set equal to --s3-part-size)")
 	fs.IntVar(&cfg.S3.MaxBufferedParts, "s3-max-buffered-parts", cfg.S3.MaxBufferedParts, "no effect: tuned tusd's temp-file path, which tusgate no longer uses")

@@ -496,7 +496,7 @@ REPORT="$OUTDIR/bench-$stamp.md"
 	"$BENCH" report --subject tusgate "$RESULTS"
 	if [[ -s $RUN/paths.txt ]]; then
 		echo
-		echo "How tusgate's PATCHes reached S3 (tusgate_s3_writes_total: stream and buffer use part buffers, window a 256 KiB window, tempfile the temp dir):"
+		echo "How tusgate's PATCHes reached S3 (tusgate_s3_writes_total: stream and buffer use part buffers, window a 128 KiB window, tempfile the temp dir):"
 		echo
 		sed 's/^/- /' "$RUN/paths.txt"
 	fi

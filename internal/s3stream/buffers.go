@@ -189,10 +189,12 @@ func (b *Buffers) put(buf []byte, extra bool) {
 // Limit is the budget's size in bytes.
 func (b *Buffers) Limit() int64 { return b.limit }
 
-// windowSize is the size of a window (see writer.writeWindow): twice the
-// S3 connection's batch (tlsbatch.ChunkSize), so that one batch can arrive
-// while the one before is sent.
-const windowSize = 256 << 10
+// windowSize is the size of a window (see writer.writeWindow): one batch
+// of the S3 connection (tlsbatch.ChunkSize). It is the memory a write in
+// flight beyond the part buffer budget adds: at 256 uploads at once, 256
+// KiB windows peaked tusgate at 264-269 MiB of RSS, 128 KiB ones at
+// 213-229 MiB (BenchmarkConcurrentUploadsMemory).
+const windowSize = 128 << 10
 
 // maxIdleWindows bounds the windows kept for reuse.
 const maxIdleWindows = 64

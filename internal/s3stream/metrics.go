@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer, buffers *Buffers) *Metrics {
 		}, func() float64 { return float64(buffers.InUse()) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tusgate_s3_windows",
-			Help: "Writes streaming through a window (256 KiB each), outside the part buffer budget.",
+			Help: "Writes streaming through a window (128 KiB each), outside the part buffer budget.",
 		}, func() float64 { return float64(buffers.Windows()) }))
 	}
 	return m

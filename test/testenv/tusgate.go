@@ -169,6 +169,14 @@ func (g *Gate) Restart() {
 // Log returns everything the process logged so far.
 func (g *Gate) Log() string { return readFile(g.LogPath) }
 
+// PID is the running tusgate's process ID (0 when it is not running).
+func (g *Gate) PID() int {
+	if g.cmd == nil || g.cmd.Process == nil {
+		return 0
+	}
+	return g.cmd.Process.Pid
+}
+
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
