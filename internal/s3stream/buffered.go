@@ -61,7 +61,14 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 			if err := w.drain(ctx); err != nil {
 				return err
 			}
-			return w.writeWindow(ctx, end)
+			if w.lengthKnown {
+				return w.writeWindow(ctx, end)
+			}
+			// A body of unknown length needs a buffer of the new size: a
+			// window could not tell its normal end from a cut.
+			if err := w.growFirst(ctx, n); err != nil {
+				return err
+			}
 		}
 		if !w.plan.isPart(number, start, n) {
 			// Too few bytes left for a part: they become the tail, which
@@ -86,6 +93,18 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 			return nil // the body ended early; drain stores what arrived
 		}
 	}
+}
+
+// growFirst replaces the write's part buffer, idle, by one of n bytes.
+func (w *writer) growFirst(ctx context.Context, n int64) error {
+	w.s.Buffers.Put(w.first)
+	w.first = nil
+	buf, err := w.s.bodyBuffer(ctx, n)
+	if err != nil {
+		return err
+	}
+	w.first = buf
+	return nil
 }
 
 // next returns where the next part starts and its number.
@@ -129,6 +148,11 @@ func (w *writer) buffer(ctx context.Context, n int64) ([]byte, bool, error) {
 // send starts the flight of part number, whose first pre bytes are in buf.
 func (w *writer) send(ctx context.Context, number int32, buf []byte, pre int64, extra bool) *flight {
 	f := &flight{number: number, buf: buf, extra: extra, done: make(chan struct{})}
+	if number == 1 {
+		// Where parts must be equal, the next parts are cut like this one,
+		// before it is stored.
+		w.plan.first = int64(len(buf))
+	}
 	if n := len(w.inflight); n > 0 {
 		f.prev = w.inflight[n-1]
 	}
@@ -229,7 +253,7 @@ func (w *writer) fillPart(f *flight) bool {
 		default:
 			wait = readTick
 			w.src.mu.Lock()
-			b.read(w.src)
+			b.read(w.src, false)
 			w.src.mu.Unlock()
 		}
 	}

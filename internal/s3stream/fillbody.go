@@ -70,10 +70,11 @@ type fillBody struct {
 	full    chan struct{} // closed once all size bytes arrived or the request body ended
 
 	mu       sync.Mutex
-	returned *sync.Cond // on mu: signalled when lent drops to 0
+	returned *sync.Cond // on mu: signalled when lent drops to 0 or a read ends
 	filled   int        // bytes [0, filled) of the part have arrived
 	sent     int        // bytes [0, sent) were passed on
 	lent     int        // bytes [sent, sent+lent) are on loan (see lend)
+	reading  bool       // a read from the request body into buf is under way
 	ended    bool
 	detached bool
 	open     bool      // the last byte may go
@@ -165,7 +166,7 @@ func (b *fillBody) lend(max int) ([]byte, error) {
 		more := !ended && b.filled < b.size
 		b.mu.Unlock()
 		if more && b.src != nil && b.src.mu.TryLock() {
-			b.read(b.src)
+			b.read(b.src, true)
 			b.src.mu.Unlock()
 			continue
 		}
@@ -213,19 +214,31 @@ func (b *fillBody) giveBack() {
 
 // read reads the next bytes of the request body into the buffer, as many
 // as fit; the caller holds the source's lock (only its holder changes
-// filled).
-func (b *fillBody) read(src *source) {
+// filled). The S3 connection reads (byConn) only until the body is
+// detached, and detach waits for its read under way; the writer reads on,
+// to send the part again from the buffer.
+func (b *fillBody) read(src *source, byConn bool) {
 	b.mu.Lock()
-	filled, done := b.filled, b.filled == b.size || b.ended
+	filled, done := b.filled, b.filled == b.size || b.ended || (byConn && b.detached)
 	// Room: up to the end of the part, the end of the buffer, and the
 	// bytes not yet passed on (which a window must keep).
 	at := filled % len(b.buf)
 	room := min(b.size-filled, len(b.buf)-at, len(b.buf)-(filled-b.sent), readAhead)
-	b.mu.Unlock()
 	if done || room <= 0 {
+		b.mu.Unlock()
 		return
 	}
+	// detach waits for the S3 connection's read: the buffer may go to
+	// another write then.
+	b.reading = byConn
+	b.mu.Unlock()
 	k, err := src.r.Read(b.buf[at : at+room])
+	if byConn {
+		b.mu.Lock()
+		b.reading = false
+		b.returned.Broadcast()
+		b.mu.Unlock()
+	}
 	if b.sums != nil {
 		b.sums.add(b.buf[at : at+k]) // while the bytes are in the CPU's cache
 	}
@@ -235,11 +248,13 @@ func (b *fillBody) read(src *source) {
 }
 
 // detach takes the buffer back from the HTTP client, which may still be
-// reading after the request ended; it waits for bytes on loan (lend).
+// reading after the request ended; it waits for bytes on loan (lend) and
+// for a read from the request body into the buffer under way (which ends
+// when the client sends or tusd's read deadline passes).
 func (b *fillBody) detach() {
 	b.mu.Lock()
 	b.detached = true
-	for b.lent > 0 {
+	for b.lent > 0 || b.reading {
 		b.returned.Wait()
 	}
 	b.mu.Unlock()

@@ -41,7 +41,11 @@ type state struct {
 	// can never look contiguous later.
 	stale     []int32
 	tail      int64 // bytes of the tail that count
-	staleTail bool  // a .part object exists whose bytes are in parts
+	// legacyTail: the counting tail has no tusgate-tail-start (written
+	// before it existed); it must get one before a part holds its bytes,
+	// or it would count again should its deletion fail (see stampTail).
+	legacyTail bool
+	staleTail  bool // a .part object exists whose bytes are in parts
 	completed bool  // the multipart upload was completed (or aborted)
 }
 
@@ -149,6 +153,12 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 		return st, fmt.Errorf("s3stream: reading the info of %s: %w", objectID, infoErr)
 	}
 	if partsErr != nil {
+		if isNoSuchUpload(partsErr) && st.info.SizeIsDeferred {
+			// An upload whose length was never declared cannot have been
+			// completed: its multipart upload was aborted (a lifecycle
+			// rule), and its bytes are gone.
+			return st, handler.ErrNotFound
+		}
 		if isNoSuchUpload(partsErr) {
 			// The .info exists, the multipart upload does not: it was
 			// completed (safestore tells completed from aborted).
@@ -172,7 +182,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 		}
 		switch {
 		case start == st.partsSize:
-			st.tail = tailSize
+			st.tail, st.legacyTail = tailSize, !ok
 		case start < st.partsSize:
 			st.staleTail = true // its bytes are in the parts
 		default:
@@ -208,18 +218,17 @@ func contiguousParts(parts []types.Part) (keep []types.Part, stale []int32) {
 // blankStale overwrites the stale parts with empty ones, which never count
 // (the repair of what a part upload that failed past a gap left). It runs
 // in writes only, under the upload's lock.
-func (s *Store) blankStale(ctx context.Context, st *state, objectID, multipartID string) error {
+func (s *Store) blankStale(ctx context.Context, st *state, key, multipartID string) error {
 	if len(st.stale) == 0 {
 		return nil
 	}
-	key := s.key(objectID)
 	for _, n := range st.stale {
 		_, err := s.Parts.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
 			PartNumber: aws.Int32(n), Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
 		})
 		if err != nil {
-			return fmt.Errorf("s3stream: blanking stale part %d of %s: %w", n, objectID, err)
+			return fmt.Errorf("s3stream: blanking stale part %d of %s: %w", n, key, err)
 		}
 	}
 	s.Log.WarnContext(ctx, "discarded S3 parts stored past a gap (an interrupted part upload); the client resends those bytes",

@@ -292,9 +292,12 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		u.st = nil
 		return inner.FinishUpload(ctx)
 	}
-	if st.tail > 0 {
+	if st.tail > 0 || len(st.stale) > 0 {
 		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
-		err := w.writeWindow(ctx, st.offset())
+		err := w.prepare(ctx)
+		if err == nil && st.tail > 0 {
+			err = w.writeWindow(ctx, st.offset())
+		}
 		w.release()
 		if err == nil && st.tail > 0 {
 			err = storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s was not stored as its last part", objectID))
@@ -305,6 +308,11 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		}
 		u.st = &st
 	}
+	if st.staleTail {
+		// Its bytes are in the parts: it counts for nothing, and once the
+		// upload is complete nothing would delete it.
+		u.s.deleteTail(ctx, u.s.key(objectID))
+	}
 	_, err = u.s.Objects.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(u.s.Inner.Bucket),
 		Key:             aws.String(u.s.key(objectID)),
@@ -314,9 +322,6 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	u.st = nil
 	if err != nil {
 		return fmt.Errorf("s3stream: completing %s: %w", objectID, err)
-	}
-	if st.staleTail {
-		u.s.deleteTail(ctx, u.s.key(objectID))
 	}
 	return nil
 }

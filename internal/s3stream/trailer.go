@@ -186,29 +186,31 @@ func (c *crcTrailerBody) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// withCRCTrailer is the call option of a streamed UploadPart whose body is
-// a fillBody: the SDK's own checksum is off for the call, and
-// crcTrailerMiddleware sends the body as a crcTrailerBody with the headers
-// and signature the SDK would give its own. Where the operator turned
-// request checksums off (AWS_REQUEST_CHECKSUM_CALCULATION=when_required, for
-// S3-compatible servers that refuse them), the part goes without one, as
-// the SDK would send it.
+// withCRCTrailer is the call option of a streamed request (UploadPart or
+// PutObject) whose body is a fillBody: the SDK's own checksum is off for
+// the call, and crcTrailerMiddleware sends the body as a crcTrailerBody
+// with the headers and signature the SDK would give its own. Where the
+// operator turned request checksums off (AWS_REQUEST_CHECKSUM_CALCULATION=
+// when_required, for S3-compatible servers that refuse them), the body goes
+// as it is, with no checksum and an unsigned payload, as the SDK sends an
+// unseekable body over HTTPS; over plain HTTP the SDK would try to hash
+// it and fail.
 func withCRCTrailer(o *s3.Options) {
-	if o.RequestChecksumCalculation == aws.RequestChecksumCalculationWhenRequired {
-		return
-	}
+	plain := o.RequestChecksumCalculation == aws.RequestChecksumCalculationWhenRequired
 	o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
 		// Before the payload hash middlewares, which leave a hash that is set.
-		return st.Finalize.Insert(crcTrailerMiddleware{}, "ResolveEndpointV2", middleware.After)
+		return st.Finalize.Insert(crcTrailerMiddleware{plain: plain}, "ResolveEndpointV2", middleware.After)
 	})
 }
 
-type crcTrailerMiddleware struct{}
+type crcTrailerMiddleware struct {
+	plain bool // no trailer: the body as it is, unsigned
+}
 
 func (crcTrailerMiddleware) ID() string { return "TusgateCRCTrailer" }
 
-func (crcTrailerMiddleware) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+func (m crcTrailerMiddleware) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
 	middleware.FinalizeOutput, middleware.Metadata, error,
 ) {
 	req, ok := in.Request.(*smithyhttp.Request)
@@ -218,6 +220,9 @@ func (crcTrailerMiddleware) HandleFinalize(ctx context.Context, in middleware.Fi
 	b, ok := req.GetStream().(*fillBody)
 	if !ok {
 		return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("s3stream: a streamed request needs a fillBody, got %T", req.GetStream())
+	}
+	if m.plain {
+		return next.HandleFinalize(v4.SetPayloadHash(ctx, "UNSIGNED-PAYLOAD"), in)
 	}
 	body := newCRCTrailerBody(b)
 	req.Header.Add("Content-Encoding", "aws-chunked")

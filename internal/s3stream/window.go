@@ -53,8 +53,8 @@ func (w *writer) writeWindow(ctx context.Context, end int64) error {
 		switch {
 		case w.tailErr != nil:
 			return w.tailErr
-		case errors.Is(err, errShort):
-			return nil // the body ended early: the parts stored stay
+		case errors.Is(err, errShort) && w.lengthKnown:
+			return nil // the body was cut off: the parts stored stay
 		case err != nil:
 			return err
 		case !part:

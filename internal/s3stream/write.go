@@ -80,28 +80,23 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	}
 
 	objectID, multipartID := layout.SplitID(u.id)
-	if err := s.blankStale(ctx, &st, objectID, multipartID); err != nil {
+	w := s.newWriter(&st, objectID, multipartID, src)
+	if err := w.prepare(ctx); err != nil {
 		u.st = nil
+		w.release()
 		return 0, err
 	}
-	w := s.newWriter(&st, objectID, multipartID, src)
 	defer w.release()
 	need := w.cut(int32(len(st.parts)+1), st.partsSize, offset+expect)
+	w.lengthKnown = bodyLen >= 0
 	if buf, ok := s.Buffers.Get(need); ok {
 		w.first = buf
-	} else if bodyLen < 0 {
+	} else if !w.lengthKnown {
 		// Only a buffer can hold a body whose end is not known before it
 		// comes: the last part's length must be sent before its bytes.
-		if need > s.Buffers.Limit() {
-			return 0, ErrLengthRequired
+		if w.first, err = s.bodyBuffer(ctx, need); err != nil {
+			return 0, err
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, chunkedWait)
-		buf, ok := s.Buffers.GetWait(waitCtx, need)
-		cancel()
-		if !ok {
-			return 0, ErrBusy
-		}
-		w.first = buf
 	}
 	switch {
 	case w.first == nil:
@@ -128,6 +123,21 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		u.st = nil
 	}
 	return written, err
+}
+
+// bodyBuffer waits (at most chunkedWait) for a part buffer of n bytes for
+// a body of unknown length.
+func (s *Store) bodyBuffer(ctx context.Context, n int64) ([]byte, error) {
+	if n > s.Buffers.Limit() {
+		return nil, ErrLengthRequired
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, chunkedWait)
+	defer cancel()
+	buf, ok := s.Buffers.GetWait(waitCtx, n)
+	if !ok {
+		return nil, ErrBusy
+	}
+	return buf, nil
 }
 
 // deleteTail removes a stale .part tail and reports whether it is gone. A
@@ -172,6 +182,9 @@ type writer struct {
 	// inflight holds the parts handed to flights and not yet taken, oldest
 	// first.
 	inflight []*flight
+	// lengthKnown: the request body's length was declared (Content-Length),
+	// so a body that ends before it was cut off.
+	lengthKnown bool
 	// tail reads the tail for writeWindow; tailErr is why that failed, if
 	// it did.
 	tail    *tailReader
@@ -254,6 +267,35 @@ func (w *writer) putTail(ctx context.Context, start int64, body io.Reader, n int
 	}
 	w.s.Metrics.part("tail")
 	w.st.tail, w.st.staleTail = n, false
+	return nil
+}
+
+// prepare repairs what a write must not build on (under the upload's
+// lock): parts past a gap are blanked, and a tail without its start gets
+// one.
+func (w *writer) prepare(ctx context.Context) error {
+	if err := w.s.blankStale(ctx, w.st, w.key, w.multipartID); err != nil {
+		return err
+	}
+	return w.stampTail(ctx)
+}
+
+// stampTail stores a legacy tail (one without tusgate-tail-start) again
+// with its start: once a part holds its bytes, a tail that cannot say where
+// it starts would count again should its deletion fail. Legacy tails are
+// smaller than the minimum part size, so they are read into memory.
+func (w *writer) stampTail(ctx context.Context) error {
+	if w.st.tail == 0 || !w.st.legacyTail {
+		return nil
+	}
+	buf := make([]byte, w.st.tail)
+	if err := w.readTail(ctx, buf); err != nil {
+		return err
+	}
+	if err := w.putTail(ctx, w.st.partsSize, bytesReaderOf(buf), int64(len(buf))); err != nil {
+		return err
+	}
+	w.st.legacyTail = false
 	return nil
 }
 
