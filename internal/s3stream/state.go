@@ -39,14 +39,14 @@ type state struct {
 	// that failed or was cut off while a later one got through): they do
 	// not count, and a write blanks them before it adds parts, so that they
 	// can never look contiguous later.
-	stale     []int32
-	tail      int64 // bytes of the tail that count
+	stale []int32
+	tail  int64 // bytes of the tail that count
 	// legacyTail: the counting tail has no tusgate-tail-start (written
 	// before it existed); it must get one before a part holds its bytes,
 	// or it would count again should its deletion fail (see stampTail).
 	legacyTail bool
 	staleTail  bool // a .part object exists whose bytes are in parts
-	completed bool  // the multipart upload was completed (or aborted)
+	completed  bool // the multipart upload was completed (or aborted)
 }
 
 // offset is how many bytes of the upload are stored.
