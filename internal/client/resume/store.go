@@ -157,7 +157,7 @@ func (s *Store) Save(r Record) error {
 		return fmt.Errorf("saving resume record: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // gone after the rename
-	if _, err := tmp.Write(append(data, '\n')); err == nil {
+	if _, err = tmp.Write(append(data, '\n')); err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
