@@ -129,7 +129,7 @@ func (s *Bars) Done(t *Tracker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b, ok := s.bars[t]; ok {
-		b.b.SetTotal(-1, true)
+		b.b.SetTotal(t.Offset(), true) // the final offset, not the last sample
 		delete(s.bars, t)
 	}
 }
