@@ -172,7 +172,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 	c, _ := newTestClient(t, f, func(o *Options) { o.Records = store })
 	var first Result
 	c.Upload(ctx, Input{Files: []string{path}}, func(_ int, r Result) { first = r })
-	if !errors.Is(first.Err, context.Canceled) {
+	if first.Err != errInterrupted {
 		t.Fatalf("first run: %v", first.Err)
 	}
 	id, _ := resume.Identify(path)

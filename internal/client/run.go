@@ -9,6 +9,9 @@ import (
 	"github.com/tusgate/tusgate/internal/client/progress"
 )
 
+// errInterrupted ends the uploads of a run that was stopped.
+var errInterrupted = errors.New("interrupted; run the same command again to resume")
+
 // Result is how the upload of one file ended.
 type Result struct {
 	File string // as given ("-": the stream)
@@ -55,7 +58,8 @@ func (c *Client) Upload(ctx context.Context, in Input, done func(i int, r Result
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				report(i, Result{File: f, Err: ctx.Err()})
+				c.sink.Fail(progress.NewTracker(f, -1), errInterrupted)
+				report(i, Result{File: f, Err: errInterrupted})
 				return
 			}
 			report(i, c.uploadOne(ctx, f, in))
@@ -77,7 +81,7 @@ func (c *Client) uploadOne(ctx context.Context, file string, in Input) Result {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			err = ctx.Err()
+			err = errInterrupted
 		}
 		c.sink.Fail(t, err)
 		return Result{File: file, URL: url, Err: err}
