@@ -1,5 +1,8 @@
 // Command tusgate serves resumable uploads (tus 1.0 and the IETF draft) into
 // S3 or a local directory. Run `tusgate --help` for the settings.
+//
+// The same binary is the command-line client: `tusgate upload`, `tusgate
+// login` and `tusgate logout` (package internal/cli).
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/cli"
 	"github.com/tusgate/tusgate/internal/server"
 )
 
@@ -47,13 +51,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return healthcheck(args[1:], os.LookupEnv, stderr)
 		case "help":
 			config.Usage(stdout)
+			cli.Usage(stdout)
 			return exitOK
+		case "upload", "login", "logout":
+			return cli.Run(args, cli.Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Version: versionString()})
 		}
 	}
 
 	cfg, err := config.Load(args, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		config.Usage(stdout)
+		cli.Usage(stdout)
 		return exitOK
 	}
 	if err != nil {

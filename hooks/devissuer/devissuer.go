@@ -30,7 +30,8 @@ const (
 // Issuer is a development OpenID Connect issuer: discovery, JWKS and a token endpoint that mints access tokens
 // for any typed user name. For local development only.
 //
-// An Issuer is immutable after New and safe for concurrent use.
+// An Issuer is safe for concurrent use. Its only mutable state is the
+// pending device authorizations (device.go), kept in memory.
 type Issuer struct {
 	issuer   string
 	audience string
@@ -41,6 +42,8 @@ type Issuer struct {
 
 	discovery []byte // pre-rendered /.well-known/openid-configuration
 	jwks      []byte // pre-rendered /jwks.json
+
+	devices *devices // pending device authorizations
 
 	now func() time.Time // replaceable in tests
 }
@@ -98,6 +101,7 @@ func New(opts Options) (*Issuer, error) {
 		key:      key,
 		kid:      thumbprint(x, y),
 		log:      log,
+		devices:  newDevices(),
 		now:      time.Now,
 	}
 	if i.discovery, err = json.Marshal(i.discoveryDocument()); err != nil {

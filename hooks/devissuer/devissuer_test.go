@@ -178,9 +178,10 @@ func TestDiscovery(t *testing.T) {
 	var doc map[string]any
 	decodeJSON(t, rec, &doc)
 	wantStrings := map[string]string{
-		"issuer":         testIssuer,
-		"jwks_uri":       testIssuer + "/jwks.json",
-		"token_endpoint": testIssuer + "/token",
+		"issuer":                        testIssuer,
+		"jwks_uri":                      testIssuer + "/jwks.json",
+		"token_endpoint":                testIssuer + "/token",
+		"device_authorization_endpoint": testIssuer + "/device/code",
 	}
 	for k, v := range wantStrings {
 		if doc[k] != v {
@@ -191,7 +192,7 @@ func TestDiscovery(t *testing.T) {
 		"id_token_signing_alg_values_supported": {"ES256"},
 		"response_types_supported":              {"token"},
 		"subject_types_supported":               {"public"},
-		"grant_types_supported":                 {"password"},
+		"grant_types_supported":                 {"password", DeviceCodeGrant, RefreshTokenGrant},
 	}
 	for k, want := range wantLists {
 		raw, _ := doc[k].([]any)

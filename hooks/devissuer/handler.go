@@ -23,6 +23,7 @@ type discoveryDoc struct {
 	Issuer                            string   `json:"issuer"`
 	JWKSURI                           string   `json:"jwks_uri"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
+	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	SubjectTypesSupported             []string `json:"subject_types_supported"`
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
@@ -36,10 +37,11 @@ func (i *Issuer) discoveryDocument() discoveryDoc {
 		Issuer:                            i.issuer,
 		JWKSURI:                           i.endpoint(jwksPath),
 		TokenEndpoint:                     i.endpoint(tokenPath),
+		DeviceAuthorizationEndpoint:       i.endpoint(deviceCodePath),
 		ResponseTypesSupported:            []string{"token"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{"ES256"},
-		GrantTypesSupported:               []string{"password"},
+		GrantTypesSupported:               []string{"password", DeviceCodeGrant, RefreshTokenGrant},
 		TokenEndpointAuthMethodsSupported: []string{"none"},
 		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope"},
 	}
@@ -62,17 +64,20 @@ type jwkSet struct {
 
 // tokenRequest is the token endpoint's input, from a form or a JSON body.
 type tokenRequest struct {
-	GrantType string `json:"grant_type"`
-	Username  string `json:"username"`
-	Scope     string `json:"scope"`
-	TTL       string `json:"ttl"`
+	GrantType    string `json:"grant_type"`
+	Username     string `json:"username"`
+	Scope        string `json:"scope"`
+	TTL          string `json:"ttl"`
+	DeviceCode   string `json:"device_code"`
+	RefreshToken string `json:"refresh_token"`
 }
 
 type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
-	Scope       string `json:"scope,omitempty"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 type errorResponse struct {
@@ -85,6 +90,8 @@ type errorResponse struct {
 //	GET  /.well-known/openid-configuration  → OpenID Provider Metadata with URLs built from IssuerURL
 //	GET  /jwks.json                          → JWKS with the one public signing key
 //	POST /token                              → mints an access token
+//	POST /device/code                        → starts a device authorization (RFC 8628)
+//	GET  /device, POST /device               → the verification page: approves a user code for a user name
 //
 // The token endpoint takes a form (application/x-www-form-urlencoded) or JSON body with "username" (1–64
 // characters: ASCII letters, digits, . _ - @ |) and optional "scope", "ttl" (Go duration, at least 1s and at most
@@ -92,6 +99,12 @@ type errorResponse struct {
 // or "client_id" is ignored). It answers {"access_token", "token_type": "Bearer", "expires_in", "scope"} with
 // Cache-Control: no-store. Bad input yields 400 {"error":"invalid_request","error_description":"..."}; a wrong
 // method yields 405 with an Allow header; unknown paths yield 404.
+//
+// The token endpoint also takes the device code grant (grant_type
+// urn:ietf:params:oauth:grant-type:device_code with "device_code"; 400
+// authorization_pending until the code is approved) and the refresh token
+// grant ("refresh_token"); both answer with a refresh token as well. See
+// device.go and refresh.go.
 func (i *Issuer) Handler() http.Handler {
 	return http.HandlerFunc(i.serveHTTP)
 }
@@ -104,6 +117,10 @@ func (i *Issuer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		i.serveStatic(w, r, i.jwks)
 	case tokenPath:
 		i.serveToken(w, r)
+	case deviceCodePath:
+		i.serveDeviceCode(w, r)
+	case verificationPath:
+		i.serveVerification(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -128,10 +145,18 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		i.rejectToken(w, r, err)
 		return
 	}
-	if req.GrantType != "" && req.GrantType != "password" {
+	switch req.GrantType {
+	case "", "password":
+	case DeviceCodeGrant:
+		i.serveDeviceToken(w, r, req)
+		return
+	case RefreshTokenGrant:
+		i.serveRefreshToken(w, r, req)
+		return
+	default:
 		// RFC 6749 §5.2 has a dedicated error code for this.
 		i.log.Debug("dev issuer: token request rejected", "reason", "unsupported grant_type", "remote", r.RemoteAddr)
-		writeError(w, http.StatusBadRequest, "unsupported_grant_type", `grant_type must be "password" (or omitted)`)
+		writeError(w, http.StatusBadRequest, "unsupported_grant_type", `grant_type must be "password" (or omitted), "`+DeviceCodeGrant+`" or "refresh_token"`)
 		return
 	}
 	var ttl time.Duration
@@ -190,7 +215,8 @@ func readTokenRequest(w http.ResponseWriter, r *http.Request) (tokenRequest, err
 		for _, f := range []struct {
 			name string
 			dst  *string
-		}{{"grant_type", &req.GrantType}, {"username", &req.Username}, {"scope", &req.Scope}, {"ttl", &req.TTL}} {
+		}{{"grant_type", &req.GrantType}, {"username", &req.Username}, {"scope", &req.Scope}, {"ttl", &req.TTL},
+			{"device_code", &req.DeviceCode}, {"refresh_token", &req.RefreshToken}} {
 			switch vs := r.PostForm[f.name]; len(vs) {
 			case 0:
 			case 1:

@@ -1,0 +1,109 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/tusgate/tusgate/internal/client/progress"
+)
+
+// errInterrupted ends the uploads of a run that was stopped.
+var errInterrupted = errors.New("interrupted; run the same command again to resume")
+
+// Result is how the upload of one file ended.
+type Result struct {
+	File string // as given ("-": the stream)
+	URL  string // the upload's URL ("" if it was never created)
+	Err  error  // nil: the file is stored
+}
+
+// Input names what Upload sends.
+type Input struct {
+	// Files are paths; "-" stands for Stream.
+	Files []string
+	// Stream is read for "-", sent with a deferred length.
+	Stream io.Reader
+	// StreamName is the stream's file name in the upload's metadata.
+	StreamName string
+	// Parallel is how many files are sent at once (default 1).
+	Parallel int
+}
+
+// Upload sends the files, Parallel at once, and calls done (from any
+// goroutine, one call at a time) as each ends, with its index in Files.
+func (c *Client) Upload(ctx context.Context, in Input, done func(i int, r Result)) {
+	var mu sync.Mutex
+	report := func(i int, r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		done(i, r)
+	}
+	if err := c.discover(ctx); err != nil {
+		for i, f := range in.Files {
+			t := progress.NewTracker(f, -1)
+			c.sink.Fail(t, err)
+			report(i, Result{File: f, Err: err})
+		}
+		return
+	}
+	sem := make(chan struct{}, max(1, in.Parallel))
+	var wg sync.WaitGroup
+	for i, f := range in.Files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				c.sink.Fail(progress.NewTracker(f, -1), errInterrupted)
+				report(i, Result{File: f, Err: errInterrupted})
+				return
+			}
+			report(i, c.uploadOne(ctx, f, in))
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Client) uploadOne(ctx context.Context, file string, in Input) Result {
+	t := progress.NewTracker(file, -1)
+	var (
+		url string
+		err error
+	)
+	if file == "-" {
+		url, err = c.uploadStream(ctx, t, in.Stream, in.StreamName)
+	} else {
+		url, err = c.uploadFile(ctx, t, file)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errInterrupted
+		}
+		c.sink.Fail(t, err)
+		return Result{File: file, URL: url, Err: err}
+	}
+	t.SetURL(url)
+	c.sink.Done(t)
+	return Result{File: file, URL: url}
+}
+
+// discover reads the server's capabilities once (OPTIONS). A server that
+// refuses OPTIONS gets plain tus 1.0 uploads; one that cannot be reached
+// fails every file.
+func (c *Client) discover(ctx context.Context) error {
+	t := progress.NewTracker(c.endpoint.String(), -1)
+	err := c.retry(ctx, t, func() (err error) {
+		c.caps, err = c.options(ctx)
+		return err
+	})
+	var se *StatusError
+	if errors.As(err, &se) && se.Status != 401 {
+		c.caps = Capabilities{}
+		return nil
+	}
+	return err
+}
