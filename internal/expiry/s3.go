@@ -329,7 +329,12 @@ func (s *S3) Remove(ctx context.Context, u Upload) error {
 			return fmt.Errorf("reading %s: %w", key, err)
 		}
 	}
-	return s.deleteKeys(ctx, []string{key, key + ".info", key + ".part"})
+	// The .info goes last: while it exists the upload does, so a request
+	// that finds it gone finds nothing else of it either.
+	if err := s.deleteKeys(ctx, []string{key, key + ".part"}); err != nil {
+		return err
+	}
+	return s.deleteKeys(ctx, []string{key + ".info"})
 }
 
 // deleteKeys deletes up to 1000 keys; missing keys are not errors.
