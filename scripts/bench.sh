@@ -31,6 +31,11 @@
 # removed at the end, also on Ctrl-C. BENCH_TMP picks its parent (default
 # $TMPDIR or /tmp); it needs a few GiB free there, 12 GiB with "head".
 #
+# BENCH_CHECKSUM=ALG: tusgate's PATCHes carry Upload-Checksum with ALG
+# (sha256, sha1, md5, crc32; tus's checksum extension, which stock tusd
+# does not have): the client hashes each body before it sends it, and
+# tusgate checks it. Compare tusgate's server CPU/GiB with a run without.
+#
 # BENCH_TUSGATE_ARGS: extra tusgate flags for the whole run (word-split),
 # e.g. "--s3-part-size 16MiB"; the report's command line shows them.
 #
@@ -62,7 +67,7 @@ cd "$ROOT"
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_SERIES BENCH_MANY BENCH_SMALL_N \
 	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
-	BENCH_S3_HTTP; do
+	BENCH_S3_HTTP BENCH_CHECKSUM; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -371,7 +376,10 @@ bench() {
 	local args=(--scenario "$scenario" --label "$target" --s3-pid "$VGW_PID" --timeout "$BENCH_TIMEOUT" --json)
 	local pprof=""
 	case $target in
-	tusgate) args+=(--endpoint "$TG_URL/files/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID") pprof=${TG_PPROF:-} ;;
+	tusgate)
+		args+=(--endpoint "$TG_URL/files/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID") pprof=${TG_PPROF:-}
+		if [[ -n ${BENCH_CHECKSUM:-} ]]; then args+=(--checksum "$BENCH_CHECKSUM"); fi
+		;;
 	tusd) args+=(--endpoint "$TD_URL/files/" --pid "$TD_PID") pprof=$TD_URL/debug/pprof ;;
 	s3-direct) args+=(--s3-direct --s3-bucket bench-direct) ;;
 	esac

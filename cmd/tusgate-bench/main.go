@@ -72,6 +72,7 @@ type options struct {
 	uploads, concurrency                 int
 	size, chunk                          int64
 	withData                             bool
+	checksum                             string
 	pid, s3pid                           int
 	metricsURL                           string
 	s3Direct                             bool
@@ -99,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 1, "uploads in flight at once (HEADs in flight with --head-parts)")
 	fs.Var(sizeFlag{&o.chunk}, "chunk", "bytes per PATCH; 0 sends each upload in one PATCH")
 	fs.BoolVar(&o.withData, "creation-with-upload", false, "send the first chunk (all of it with --chunk 0) in the creation POST")
+	fs.StringVar(&o.checksum, "checksum", "", "send Upload-Checksum with this algorithm (sha256, crc32, ...) on every PATCH (tus checksum extension; the client hashes each body before sending it)")
 	fs.IntVar(&o.pid, "pid", 0, "local server process: CPU from /proc/PID/stat, peak RSS from /proc/PID/status VmHWM (reset at the start via clear_refs)")
 	fs.StringVar(&o.metricsURL, "metrics", "", "server's Prometheus endpoint: CPU from process_cpu_seconds_total, peak RSS sampled from process_resident_memory_bytes (instead of --pid)")
 	fs.IntVar(&o.s3pid, "s3-pid", 0, "local S3 server process (e.g. versitygw), measured like --pid and reported separately")
@@ -308,7 +310,7 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 	} else {
 		hc := newHTTPClient(conns, o.insecure)
 		ep, _ := url.Parse(o.endpoint)
-		b.tus = &TusClient{HC: hc, Endpoint: ep, Token: o.token, Lat: b.lat}
+		b.tus = &TusClient{HC: hc, Endpoint: ep, Token: o.token, Lat: b.lat, Checksum: o.checksum}
 		if o.tokenURL != "" {
 			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +75,9 @@ type TusClient struct {
 	Endpoint *url.URL // creation URL
 	Token    string   // bearer token; "" sends none
 	Lat      *Latencies
+	// Checksum, if set, is the algorithm of the Upload-Checksum sent with
+	// every PATCH (tus's checksum extension).
+	Checksum string
 }
 
 // Request kinds recorded in Latencies.
@@ -141,10 +149,22 @@ func (c *TusClient) Create(ctx context.Context, length int64, name string, body 
 }
 
 // Patch sends n bytes from body at offset off and returns the new offset.
+// With Checksum set, body must be an io.ReadSeeker: it is read once to
+// hash it, then sent.
 func (c *TusClient) Patch(ctx context.Context, loc string, off int64, body io.Reader, n int64, kind string) (int64, error) {
+	var sum string
+	if c.Checksum != "" {
+		var err error
+		if sum, err = uploadChecksum(c.Checksum, body.(io.ReadSeeker)); err != nil {
+			return 0, err
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, loc, body)
 	if err != nil {
 		return 0, err
+	}
+	if sum != "" {
+		req.Header.Set("Upload-Checksum", sum)
 	}
 	req.ContentLength = n
 	req.Header.Set("Upload-Offset", strconv.FormatInt(off, 10))
@@ -211,6 +231,31 @@ func snippet(b []byte) string {
 		return "(empty body)"
 	}
 	return s
+}
+
+// uploadChecksum is the Upload-Checksum of body with alg; body is read and
+// rewound.
+func uploadChecksum(alg string, body io.ReadSeeker) (string, error) {
+	var h hash.Hash
+	switch alg {
+	case "sha256":
+		h = sha256.New()
+	case "sha1":
+		h = sha1.New()
+	case "md5":
+		h = md5.New()
+	case "crc32":
+		h = crc32.NewIEEE()
+	default:
+		return "", fmt.Errorf("--checksum %q: use sha256, sha1, md5 or crc32", alg)
+	}
+	if _, err := io.Copy(h, body); err != nil {
+		return "", err
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	return alg + " " + base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
 }
 
 // errOffset reports a server that accepted a different number of bytes.

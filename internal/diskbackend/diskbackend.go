@@ -58,8 +58,9 @@ func (b *Backend) Dir() string { return b.dir }
 // Name implements backend.Backend.
 func (b *Backend) Name() string { return "data-dir" }
 
-// UseIn implements backend.Backend: tusd's filestore.
-func (b *Backend) UseIn(c *handler.StoreComposer) { filestore.New(b.dir).UseIn(c) }
+// UseIn implements backend.Backend: tusd's filestore, with checked
+// writes (see store).
+func (b *Backend) UseIn(c *handler.StoreComposer) { store{filestore.New(b.dir)}.UseIn(c) }
 
 // Check implements backend.Backend: the directory is writable.
 func (b *Backend) Check(context.Context) error { return probeWritable(b.dir) }

@@ -64,6 +64,7 @@ type fillBody struct {
 	size    int           // bytes of the part
 	initial int           // bytes in buf before the writer started filling
 	prev    *flight       // nil: the last byte may go at once
+	final   func() error  // if set, the last byte waits until it returns nil
 	src     *source       // nil: only the writer fills buf
 	sums    *partSums     // if set, updated with each read (plain HTTP)
 	wake    chan struct{} // a token whenever something changed
@@ -77,7 +78,8 @@ type fillBody struct {
 	reading  bool       // a read from the request body into buf is under way
 	ended    bool
 	detached bool
-	open     bool      // the last byte may go
+	open     bool      // the part before is stored
+	finalOK  bool      // final returned nil
 	lastSend time.Time // when bytes were last passed on
 
 	timer *time.Timer // used by lend only
@@ -146,7 +148,7 @@ func (b *fillBody) lend(max int) ([]byte, error) {
 			return nil, io.EOF
 		}
 		limit := b.filled
-		holding := limit == b.size && !b.open
+		holding := limit == b.size && (!b.open || (b.final != nil && !b.finalOK))
 		if holding {
 			limit--
 		}
@@ -184,6 +186,14 @@ func (b *fillBody) lend(max int) ([]byte, error) {
 				b.timer.Stop()
 			case <-b.timer.C:
 			}
+		case holding && b.open:
+			// Only final holds the last byte back; every byte arrived.
+			if err := b.final(); err != nil {
+				return nil, err
+			}
+			b.mu.Lock()
+			b.finalOK = true
+			b.mu.Unlock()
 		case holding:
 			select {
 			case <-b.prev.done:

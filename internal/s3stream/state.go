@@ -46,7 +46,11 @@ type state struct {
 	// or it would count again should its deletion fail (see stampTail).
 	legacyTail bool
 	staleTail  bool // a .part object exists whose bytes are in parts
-	completed  bool // the multipart upload was completed (or aborted)
+	// pending: the .info marks parts as provisional (pendingKey): a write
+	// whose body's digest was being checked stored them, and may have
+	// died before it knew. They are stale until repaired.
+	pending   bool
+	completed bool // the multipart upload was completed (or aborted)
 }
 
 // offset is how many bytes of the upload are stored.
@@ -89,6 +93,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	objectID, multipartID := layout.SplitID(id)
 	key := s.key(objectID)
 	var (
+		listed                     []types.Part
 		st                         state
 		wg                         sync.WaitGroup
 		infoErr, partsErr, tailErr error
@@ -123,15 +128,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 			}
 			in.PartNumberMarker = out.NextPartNumberMarker
 		}
-		var keep []types.Part
-		keep, st.stale = contiguousParts(all)
-		for _, p := range keep {
-			st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
-			st.partsSize += aws.ToInt64(p.Size)
-		}
-		if len(keep) > 0 {
-			st.first = aws.ToInt64(keep[0].Size)
-		}
+		listed, st.stale = contiguousParts(all)
 	}()
 	go func() {
 		defer wg.Done()
@@ -171,6 +168,24 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	}
 	if tailErr != nil {
 		return st, tailErr
+	}
+	if n, ok, err := pendingCount(st.info); err != nil {
+		return st, storeerr.Permanent(fmt.Errorf("s3stream: the info of %s: %w", objectID, err))
+	} else if ok {
+		// The parts after the first n are provisional: stale until a
+		// write under the lock blanks them (or settle commits them).
+		st.pending = true
+		for _, p := range listed[min(n, len(listed)):] {
+			st.stale = append(st.stale, aws.ToInt32(p.PartNumber))
+		}
+		listed = listed[:min(n, len(listed))]
+	}
+	for _, p := range listed {
+		st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
+		st.partsSize += aws.ToInt64(p.Size)
+	}
+	if len(listed) > 0 {
+		st.first = aws.ToInt64(listed[0].Size)
 	}
 	if tailFound {
 		start, ok, err := tailStart(tailMeta)

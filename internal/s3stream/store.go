@@ -230,20 +230,29 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	}
 	info := st.info
 	info.Size, info.SizeIsDeferred = length, false
+	if err := u.s.writeInfo(ctx, info); err != nil {
+		u.st = nil
+		return fmt.Errorf("s3stream: declaring the length: %w", err)
+	}
+	u.st.info = info
+	return nil
+}
+
+// writeInfo stores info as the upload's .info, as s3store does.
+func (s *Store) writeInfo(ctx context.Context, info handler.FileInfo) error {
+	info.Offset = 0 // read from the parts, never from here
 	body, err := json.Marshal(info)
 	if err != nil {
-		return fmt.Errorf("s3stream: encoding the info of %s: %w", u.id, err)
+		return fmt.Errorf("encoding the info of %s: %w", info.ID, err)
 	}
-	objectID, _ := layout.SplitID(u.id)
-	_, err = u.s.Objects.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(u.s.key(objectID) + ".info"),
+	objectID, _ := layout.SplitID(info.ID)
+	_, err = s.Objects.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(s.Inner.Bucket), Key: aws.String(s.key(objectID) + ".info"),
 		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
 	})
 	if err != nil {
-		u.st = nil
-		return fmt.Errorf("s3stream: declaring the length of %s: %w", objectID, err)
+		return fmt.Errorf("storing the info of %s: %w", objectID, err)
 	}
-	u.st.info = info
 	return nil
 }
 
@@ -292,7 +301,7 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		u.st = nil
 		return inner.FinishUpload(ctx)
 	}
-	if st.tail > 0 || len(st.stale) > 0 {
+	if st.tail > 0 || len(st.stale) > 0 || st.pending {
 		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
 		err := w.prepare(ctx)
 		if err == nil && st.tail > 0 {

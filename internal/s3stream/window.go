@@ -40,6 +40,9 @@ func (w *writer) writeWindow(ctx context.Context, end int64) error {
 		}
 		body := newFillBody(w.window, int(n), 0, nil)
 		body.src = w.src
+		if !part {
+			body.final = w.verify // the tail's last byte waits for the body's check
+		}
 		var (
 			etag *string
 			err  error

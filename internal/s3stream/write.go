@@ -15,6 +15,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/checksum"
 	"github.com/tusgate/tusgate/internal/layout"
 	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/internal/tuserror"
@@ -80,6 +81,11 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	}
 
 	objectID, multipartID := layout.SplitID(u.id)
+	var verifier *checksum.Verifier
+	if e := checksum.From(ctx); e != nil {
+		verifier = e.Wrap(src, bodyLength(ctx))
+		src = verifier
+	}
 	w := s.newWriter(&st, objectID, multipartID, src)
 	if err := w.prepare(ctx); err != nil {
 		u.st = nil
@@ -87,6 +93,17 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		return 0, err
 	}
 	defer w.release()
+	var before state
+	if verifier != nil {
+		// Until the body's digest is checked, its parts are provisional
+		// and its tail is not written (see pending).
+		before = st.clone()
+		if err := s.setPending(ctx, &st, len(st.parts)); err != nil {
+			u.st = nil
+			return 0, err
+		}
+		w.verify = verifier.Verify
+	}
 	need := w.cut(int32(len(st.parts)+1), st.partsSize, offset+expect)
 	w.lengthKnown = bodyLen >= 0
 	if buf, ok := s.Buffers.Get(need); ok {
@@ -108,6 +125,12 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	default:
 		s.Metrics.write("buffer")
 		err = w.write(ctx, offset+expect)
+	}
+	if verifier != nil {
+		if err = s.settle(ctx, &st, before, verifier, err); err != nil {
+			u.st = nil
+			return 0, err
+		}
 	}
 	if st.staleTail {
 		// Its bytes are in a part now; it no longer counts, whether or not
@@ -185,6 +208,9 @@ type writer struct {
 	// lengthKnown: the request body's length was declared (Content-Length),
 	// so a body that ends before it was cut off.
 	lengthKnown bool
+	// verify, if set, checks the body's digest (checksum.Verifier); the
+	// write's tail waits for it.
+	verify func() error
 	// tail reads the tail for writeWindow; tailErr is why that failed, if
 	// it did.
 	tail    *tailReader
@@ -257,6 +283,14 @@ func (w *writer) store(ctx context.Context, start int64, buf []byte, how string)
 // putTail stores n bytes of body, which start at upload offset start, as
 // the tail: they replace the tail before at once, and count from then on.
 func (w *writer) putTail(ctx context.Context, start int64, body io.Reader, n int64, opts ...func(*s3.Options)) error {
+	if _, streamed := body.(*fillBody); !streamed && w.verify != nil {
+		// The tail replaces the one before, whose bytes a failed check
+		// must leave counting: it goes only once the body checked out. (A
+		// streamed tail's last byte waits for the check instead.)
+		if err := w.verify(); err != nil {
+			return err
+		}
+	}
 	_, err := w.s.Objects.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(w.s.Inner.Bucket), Key: aws.String(w.key + ".part"),
 		Body: body, ContentLength: aws.Int64(n),
@@ -275,6 +309,9 @@ func (w *writer) putTail(ctx context.Context, start int64, body io.Reader, n int
 // one.
 func (w *writer) prepare(ctx context.Context) error {
 	if err := w.s.blankStale(ctx, w.st, w.key, w.multipartID); err != nil {
+		return err
+	}
+	if err := w.s.clearPending(ctx, w.st); err != nil {
 		return err
 	}
 	return w.stampTail(ctx)

@@ -21,6 +21,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/prometheuscollector"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/checksum"
 	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/locker/redislocker"
 	"github.com/tusgate/tusgate/internal/quota"
@@ -133,6 +134,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		authenticate, // nil without authentication
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
+		checksum.Middleware,
 		lockScope,
 		bodyLength,
 	)
