@@ -131,6 +131,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
+		func(h http.Handler) http.Handler { return tusRules(cfg.IETFDraft, h) },
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
 		lockScope,
