@@ -13,7 +13,10 @@
 //     Lifecycle before the request that caused them is answered, and an
 //     expired upload answers 410 Gone;
 //   - no write takes an upload past its declared length or, while its
-//     length is deferred, past Options.MaxSize (413; see limits.go).
+//     length is deferred, past Options.MaxSize (413; see limits.go);
+//   - what GetInfo read is kept for the HTTP layer (internal/lastinfo),
+//     which answers a mismatched Upload-Offset with the offset tusd
+//     compared it to.
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -34,6 +37,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/metadata"
 )
@@ -372,6 +376,7 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 		}
 	}
 	u.info = &info
+	lastinfo.Record(ctx, info)
 	return info, nil
 }
 

@@ -3,8 +3,10 @@ package server
 import (
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
@@ -29,7 +31,9 @@ const offsetOctetStream = "application/offset+octet-stream"
 //   - a final upload (Upload-Concat: final;…) with Upload-Length answers
 //     400: its length is the sum of its partial uploads' (tusd ignores it).
 //
-// On the way out, every 412 carries Tus-Version (tusd's do not).
+// On the way out, every 412 carries Tus-Version, and a 409 for a PATCH
+// whose Upload-Offset does not match carries the upload's offset in
+// Upload-Offset (tusd's carry neither).
 //
 // The method is the one tusd acts on, so X-HTTP-Method-Override counts.
 func tusRules(draftEnabled bool, next http.Handler) http.Handler {
@@ -38,12 +42,20 @@ func tusRules(draftEnabled bool, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		method := effectiveMethod(r)
+		r = r.WithContext(lastinfo.New(r.Context()))
 		w = &headerHook{ResponseWriter: w, before: func(status int, h http.Header) {
-			if status == http.StatusPreconditionFailed {
+			switch {
+			case status == http.StatusPreconditionFailed:
 				h.Set("Tus-Version", tusVersion)
+			case status == http.StatusConflict && method == http.MethodPatch:
+				// tusd compared the request's offset with what the store
+				// read under the upload's lock.
+				if info, ok := lastinfo.Get(r.Context(), strings.Trim(r.URL.Path, "/")); ok {
+					h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
+				}
 			}
 		}}
-		method := effectiveMethod(r)
 		switch method {
 		case http.MethodHead, http.MethodPatch, http.MethodPost, http.MethodDelete:
 			if r.Header.Get("Tus-Resumable") != tusVersion {

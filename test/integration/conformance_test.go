@@ -190,3 +190,22 @@ func TestConformanceFinalWithUploadLength(t *testing.T) {
 		}
 	})
 }
+
+func TestConformanceMismatchedOffset(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		c := startConformance(t, b)
+		loc := c.create(t, 10)
+		if r := c.patch(t, loc, 0, []byte("abc")); r.Status != http.StatusNoContent {
+			t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+		}
+		for _, off := range []int64{0, 2, 4, 9} {
+			r := c.patch(t, loc, off, []byte("d"))
+			if r.Status != http.StatusConflict || r.Header.Get("Upload-Offset") != "3" {
+				t.Errorf("PATCH at %d of an upload at 3: %d, Upload-Offset %q; want 409 with Upload-Offset 3", off, r.Status, r.Header.Get("Upload-Offset"))
+			}
+		}
+		if off := c.offset(t, loc); off != "3" {
+			t.Fatalf("offset after mismatched PATCHes: %s, want 3", off)
+		}
+	})
+}
