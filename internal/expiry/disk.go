@@ -147,6 +147,19 @@ func (d *Disk) Unfinished(ctx context.Context, fn func(Upload) error) error {
 	return errors.Join(err, errs.err())
 }
 
+// LastActivity implements Inventory: when the upload's .info or data file
+// was last modified, if it is unfinished.
+func (d *Disk) LastActivity(_ context.Context, id string) (time.Time, bool, error) {
+	if !validRel(id) {
+		return time.Time{}, false, nil
+	}
+	u, ok, err := d.read(id + ".info")
+	if err != nil || !ok || !u.unfinished {
+		return time.Time{}, false, err
+	}
+	return latest(u.infoMod, u.dataMod), true, nil
+}
+
 // Orphans implements Inventory: empty files without .info, last modified
 // before before, other than .info, .lock and .tmp files. filestore creates
 // the data file, then the .info, and writes data only once the .info

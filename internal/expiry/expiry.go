@@ -66,6 +66,9 @@ type Inventory interface {
 	RemoveOrphan(ctx context.Context, o Orphan) error
 	// RemoveInfo deletes a finished upload's .info (never the object itself).
 	RemoveInfo(ctx context.Context, id string) error
+	// LastActivity looks one upload up: when it was last written (as
+	// Upload.LastActivity), and false if id is not an unfinished upload.
+	LastActivity(ctx context.Context, id string) (time.Time, bool, error)
 }
 
 // Tombstones remember expired uploads.
@@ -197,6 +200,21 @@ func (j *Janitor) Expires(last time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return last.Add(j.o.TTL), true
+}
+
+// ExpiresAt returns when the unfinished upload id expires unless it is
+// written to before (its last activity + TTL; the janitor removes it on its
+// first pass after that), and false if it does not expire: expiry is
+// disabled, or id is not an unfinished upload.
+func (j *Janitor) ExpiresAt(ctx context.Context, id string) (time.Time, bool, error) {
+	if j.o.TTL == 0 {
+		return time.Time{}, false, nil
+	}
+	last, ok, err := j.o.Inventory.LastActivity(ctx, id)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	return last.Add(j.o.TTL), true, nil
 }
 
 // enabled reports whether a pass has anything to do.

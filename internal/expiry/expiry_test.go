@@ -58,6 +58,20 @@ func (m *memStore) Unfinished(_ context.Context, fn func(Upload) error) error {
 	return nil
 }
 
+func (m *memStore) LastActivity(_ context.Context, id string) (time.Time, bool, error) {
+	if err := m.call("activity " + id); err != nil {
+		return time.Time{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.uploads {
+		if u.ID == id {
+			return u.LastActivity, true, nil
+		}
+	}
+	return time.Time{}, false, nil
+}
+
 func (m *memStore) Orphans(_ context.Context, before time.Time, fn func(Orphan) error) error {
 	if err := m.call("orphans"); err != nil {
 		return err
@@ -180,6 +194,26 @@ func TestExpires(t *testing.T) {
 	j, _ = New(Options{Inventory: newMem()})
 	if _, ok := j.Expires(t0); ok {
 		t.Error("Expires reports expiry with TTL 0")
+	}
+}
+
+func TestExpiresAt(t *testing.T) {
+	m := newMem()
+	m.uploads = []Upload{{ID: "a", LastActivity: t0}}
+	j, _ := New(Options{Inventory: m, TTL: time.Hour})
+	if at, ok, err := j.ExpiresAt(t.Context(), "a"); err != nil || !ok || !at.Equal(t0.Add(time.Hour)) {
+		t.Errorf("ExpiresAt(a) = %v, %v, %v; want %v", at, ok, err, t0.Add(time.Hour))
+	}
+	if _, ok, err := j.ExpiresAt(t.Context(), "b"); ok || err != nil {
+		t.Errorf("ExpiresAt of an unknown upload: %v, %v", ok, err)
+	}
+	m.fail["activity a"] = errors.New("S3 down")
+	if _, _, err := j.ExpiresAt(t.Context(), "a"); err == nil {
+		t.Error("ExpiresAt hides the store's error")
+	}
+	j, _ = New(Options{Inventory: m, FinishedInfoTTL: time.Hour})
+	if _, ok, _ := j.ExpiresAt(t.Context(), "a"); ok {
+		t.Error("ExpiresAt reports expiry with TTL 0")
 	}
 }
 

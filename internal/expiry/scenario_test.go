@@ -71,6 +71,20 @@ func scenario(t *testing.T, s store) {
 	orphan := s.orphan(t)
 	others := s.others(t)
 
+	// One upload looked up: unfinished ones were last active about now;
+	// finished and unknown ones are not unfinished uploads.
+	for _, id := range []string{idle, fresh, active} {
+		last, ok, err := s.inv.LastActivity(ctx, id)
+		if err != nil || !ok || last.Before(t0.Add(-time.Minute)) || last.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("LastActivity(%s) = %v, %v, %v; want about %v", id, last, ok, err, t0)
+		}
+	}
+	for _, id := range []string{finished, "nobody/nothing+x", "../up"} {
+		if last, ok, err := s.inv.LastActivity(ctx, id); ok || err != nil {
+			t.Fatalf("LastActivity(%s) = %v, %v, %v; want not an unfinished upload", id, last, ok, err)
+		}
+	}
+
 	var expired []Upload
 	refuse := true
 	opts := Options{

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -358,25 +359,41 @@ func (m *finishedMark) set() {
 	}
 }
 
+// ExpiresAt returns when the unfinished upload id expires unless it is
+// written to before, and false if it does not expire (no --upload-ttl, or
+// not an unfinished upload). It reads the upload from storage.
+func (l *Lifecycle) ExpiresAt(ctx context.Context, id string) (time.Time, bool, error) {
+	if l.janitor == nil {
+		return time.Time{}, false, nil
+	}
+	return l.janitor.ExpiresAt(ctx, id)
+}
+
+// ExpiresAtFunc looks up when an unfinished upload expires; see
+// Lifecycle.ExpiresAt.
+type ExpiresAtFunc func(ctx context.Context, id string) (time.Time, bool, error)
+
 // UploadExpires implements the announcing half of tus's expiration
 // extension: creations and PATCHes of unfinished uploads answer with
-// Upload-Expires (idle expiry slides with every write), and OPTIONS lists
-// "expiration" among the extensions.
-func UploadExpires(ttl time.Duration, now func() time.Time, next http.Handler) http.Handler {
+// Upload-Expires (idle expiry slides with every write), so does a HEAD of
+// an unfinished upload (when expiresAt, which reads storage, says), and
+// OPTIONS lists "expiration" among the extensions.
+func UploadExpires(ttl time.Duration, now func() time.Time, expiresAt ExpiresAtFunc, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mark := &finishedMark{}
 		r = r.WithContext(context.WithValue(r.Context(), finishedKey{}, mark))
-		next.ServeHTTP(&expiresWriter{ResponseWriter: w, r: r, mark: mark, ttl: ttl, now: now}, r)
+		next.ServeHTTP(&expiresWriter{ResponseWriter: w, r: r, mark: mark, ttl: ttl, now: now, expiresAt: expiresAt}, r)
 	})
 }
 
 type expiresWriter struct {
 	http.ResponseWriter
-	r     *http.Request
-	mark  *finishedMark
-	ttl   time.Duration
-	now   func() time.Time
-	wrote bool
+	r         *http.Request
+	mark      *finishedMark
+	ttl       time.Duration
+	now       func() time.Time
+	expiresAt ExpiresAtFunc
+	wrote     bool
 }
 
 func (w *expiresWriter) WriteHeader(status int) {
@@ -391,8 +408,33 @@ func (w *expiresWriter) WriteHeader(status int) {
 		if write && !w.mark.done && h.Get("Upload-Concat") != "final" {
 			h.Set("Upload-Expires", w.now().Add(w.ttl).UTC().Format(http.TimeFormat))
 		}
+		if w.r.Method == http.MethodHead && status == http.StatusOK && unfinished(h) {
+			w.headExpires(h)
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
+}
+
+// unfinished tells from a tus 1.0 HEAD answer (tusd answers IETF-draft
+// HEADs with 204) whether the upload is unfinished: its length is deferred
+// or its offset short of it.
+func unfinished(h http.Header) bool {
+	return h.Get("Upload-Defer-Length") == "1" || h.Get("Upload-Offset") != h.Get("Upload-Length")
+}
+
+// headExpires sets Upload-Expires on a HEAD answer from the upload's last
+// activity in storage, which the janitor goes by; a HEAD does not extend
+// it. If storage cannot tell, the answer goes without.
+func (w *expiresWriter) headExpires(h http.Header) {
+	if w.expiresAt == nil {
+		return
+	}
+	// The path is relative to the base path; the upload exists (tusd
+	// answered 200), so the ID is valid and the caller may see it.
+	at, ok, err := w.expiresAt(w.r.Context(), strings.Trim(w.r.URL.Path, "/"))
+	if err == nil && ok {
+		h.Set("Upload-Expires", at.UTC().Format(http.TimeFormat))
+	}
 }
 
 func (w *expiresWriter) Write(b []byte) (int, error) {

@@ -126,7 +126,9 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	// shows this list.
 	var expires func(http.Handler) http.Handler
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
-		expires = func(h http.Handler) http.Handler { return lifecycle.UploadExpires(ttl, time.Now, h) }
+		expires = func(h http.Handler) http.Handler {
+			return lifecycle.UploadExpires(ttl, time.Now, s.lifecycle.ExpiresAt, h)
+		}
 	}
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The tus 1.0 rules tusd's handler does not enforce, answered by tusgate
@@ -206,6 +207,56 @@ func TestConformanceMismatchedOffset(t *testing.T) {
 		}
 		if off := c.offset(t, loc); off != "3" {
 			t.Fatalf("offset after mismatched PATCHes: %s, want 3", off)
+		}
+	})
+}
+
+func TestConformanceHeadUploadExpires(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		c := startConformance(t, b, "--upload-ttl", "3h")
+		// The last write is the upload's last activity: expiry is 3h after.
+		expires := func(url string) (time.Time, bool) {
+			t.Helper()
+			r := do(t, "HEAD", url, c.h, nil)
+			if r.Status != http.StatusOK {
+				t.Fatalf("HEAD: %d", r.Status)
+			}
+			v := r.Header.Get("Upload-Expires")
+			if v == "" {
+				return time.Time{}, false
+			}
+			at, err := http.ParseTime(v)
+			if err != nil {
+				t.Fatalf("Upload-Expires %q: %v", v, err)
+			}
+			return at, true
+		}
+		loc := c.create(t, 10)
+		before := time.Now()
+		if r := c.patch(t, loc, 0, []byte("abc")); r.Status != http.StatusNoContent {
+			t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+		}
+		after := time.Now()
+		at, ok := expires(loc)
+		if !ok || at.Before(before.Add(3*time.Hour-2*time.Second)) || at.After(after.Add(3*time.Hour+2*time.Second)) {
+			t.Fatalf("HEAD of an unfinished upload: Upload-Expires %v (%v), want 3h after the PATCH at %v", at, ok, before)
+		}
+		deferred := do(t, "POST", c.g.URL+"/files/", with(c.h, "Upload-Defer-Length", "1"), nil).Header.Get("Location")
+		if _, ok := expires(deferred); !ok {
+			t.Fatal("HEAD of an upload with a deferred length: no Upload-Expires")
+		}
+		if r := c.patch(t, loc, 3, []byte("defghij")); r.Status != http.StatusNoContent {
+			t.Fatalf("PATCH: %d %s", r.Status, r.Body)
+		}
+		if at, ok := expires(loc); ok {
+			t.Fatalf("HEAD of a finished upload: Upload-Expires %v", at)
+		}
+
+		// Without expiry, nothing expires.
+		c0 := startConformance(t, b, "--upload-ttl", "0", "--data-dir", t.TempDir())
+		loc = c0.create(t, 10)
+		if r := do(t, "HEAD", loc, c0.h, nil); r.Status != http.StatusOK || r.Header.Get("Upload-Expires") != "" {
+			t.Fatalf("HEAD with --upload-ttl 0: %d, Upload-Expires %q", r.Status, r.Header.Get("Upload-Expires"))
 		}
 	})
 }
