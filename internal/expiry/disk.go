@@ -147,17 +147,17 @@ func (d *Disk) Unfinished(ctx context.Context, fn func(Upload) error) error {
 	return errors.Join(err, errs.err())
 }
 
-// LastActivity implements Inventory: when the upload's .info or data file
-// was last modified, if it is unfinished.
-func (d *Disk) LastActivity(_ context.Context, id string) (time.Time, bool, error) {
+// Lookup implements Inventory: the upload, if it is unfinished, read as
+// Unfinished reads each.
+func (d *Disk) Lookup(_ context.Context, id string) (Upload, bool, error) {
 	if !validRel(id) {
-		return time.Time{}, false, nil
+		return Upload{}, false, nil
 	}
 	u, ok, err := d.read(id + ".info")
 	if err != nil || !ok || !u.unfinished {
-		return time.Time{}, false, err
+		return Upload{}, false, err
 	}
-	return latest(u.infoMod, u.dataMod), true, nil
+	return Upload{ID: u.info.ID, Info: u.info, LastActivity: latest(u.infoMod, u.dataMod)}, true, nil
 }
 
 // Orphans implements Inventory: empty files without .info, last modified

@@ -142,17 +142,16 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 	return Upload{ID: info.ID, Info: info, LastActivity: last}, true, nil
 }
 
-// LastActivity implements Inventory: the upload's multipart upload is
-// read as Unfinished reads each (when it was initiated aside: its .info is
-// written after that).
-func (s *S3) LastActivity(ctx context.Context, id string) (time.Time, bool, error) {
+// Lookup implements Inventory: the upload's multipart upload is read as
+// Unfinished reads each (when it was initiated aside: its .info is written
+// after that).
+func (s *S3) Lookup(ctx context.Context, id string) (Upload, bool, error) {
 	objectID, multipartID := layout.SplitID(id)
 	if multipartID == "" || !validRel(objectID) {
-		return time.Time{}, false, nil
+		return Upload{}, false, nil
 	}
 	mu := types.MultipartUpload{Key: aws.String(s.root() + objectID), UploadId: aws.String(multipartID)}
-	u, ok, err := s.unfinished(ctx, mu, objectID)
-	return u.LastActivity, ok, err
+	return s.unfinished(ctx, mu, objectID)
 }
 
 // multipartUploads calls fn for every in-progress multipart upload under

@@ -74,14 +74,14 @@ func scenario(t *testing.T, s store) {
 	// One upload looked up: unfinished ones were last active about now;
 	// finished and unknown ones are not unfinished uploads.
 	for _, id := range []string{idle, fresh, active} {
-		last, ok, err := s.inv.LastActivity(ctx, id)
-		if err != nil || !ok || last.Before(t0.Add(-time.Minute)) || last.After(time.Now().Add(time.Minute)) {
-			t.Fatalf("LastActivity(%s) = %v, %v, %v; want about %v", id, last, ok, err, t0)
+		u, ok, err := s.inv.Lookup(ctx, id)
+		if err != nil || !ok || u.ID != id || u.Info.Size != 100 || u.LastActivity.Before(t0.Add(-time.Minute)) || u.LastActivity.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("Lookup(%s) = %+v, %v, %v; want it, last active about %v", id, u, ok, err, t0)
 		}
 	}
 	for _, id := range []string{finished, "nobody/nothing+x", "../up"} {
-		if last, ok, err := s.inv.LastActivity(ctx, id); ok || err != nil {
-			t.Fatalf("LastActivity(%s) = %v, %v, %v; want not an unfinished upload", id, last, ok, err)
+		if u, ok, err := s.inv.Lookup(ctx, id); ok || err != nil {
+			t.Fatalf("Lookup(%s) = %+v, %v, %v; want not an unfinished upload", id, u, ok, err)
 		}
 	}
 

@@ -55,6 +55,9 @@ type Server struct {
 	limits quota.Limits
 	// storageErrors counts storage errors answered to clients, by kind.
 	storageErrors *prometheus.CounterVec
+	// concatUnfinished is set when the store keeps final uploads waiting
+	// for unfinished partial uploads (safestore.Options.Waiting).
+	concatUnfinished bool
 
 	http       *http.Server
 	metrics    *http.Server
@@ -133,7 +136,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
-		func(h http.Handler) http.Handler { return tusRules(cfg.IETFDraft, h) },
+		func(h http.Handler) http.Handler { return tusRules(cfg.IETFDraft, s.concatUnfinished, h) },
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
 		lockScope,

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tusgate/tusgate/internal/lastinfo"
+	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
 
@@ -35,15 +36,37 @@ const offsetOctetStream = "application/offset+octet-stream"
 // whose Upload-Offset does not match carries the upload's offset in
 // Upload-Offset (tusd's carry neither).
 //
+// With concatUnfinished (the store keeps final uploads waiting for partial
+// uploads, safestore.Options.Waiting), OPTIONS lists
+// concatenation-unfinished, a creation of a final upload may name
+// unfinished partial uploads, and HEAD of a final upload not assembled yet
+// answers without Upload-Offset (the tus concatenation extension: its
+// value is not defined until then).
+//
 // The method is the one tusd acts on, so X-HTTP-Method-Override counts.
-func tusRules(draftEnabled bool, next http.Handler) http.Handler {
+func tusRules(draftEnabled, concatUnfinished bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions || isDraft(draftEnabled, r) {
+		if isDraft(draftEnabled, r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodOptions {
+			if concatUnfinished {
+				w = &headerHook{ResponseWriter: w, before: func(_ int, h http.Header) {
+					if ext := h.Get("Tus-Extension"); ext != "" {
+						h.Set("Tus-Extension", withExtension(ext, "concatenation", "concatenation-unfinished"))
+					}
+				}}
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
 		method := effectiveMethod(r)
-		r = r.WithContext(lastinfo.New(r.Context()))
+		ctx := lastinfo.New(r.Context())
+		if method == http.MethodPost && strings.HasPrefix(r.Header.Get("Upload-Concat"), "final;") {
+			ctx = safestore.AllowUnfinishedPartials(ctx)
+		}
+		r = r.WithContext(ctx)
 		w = &headerHook{ResponseWriter: w, before: func(status int, h http.Header) {
 			switch {
 			case status == http.StatusPreconditionFailed:
@@ -54,6 +77,10 @@ func tusRules(draftEnabled bool, next http.Handler) http.Handler {
 				if info, ok := lastinfo.Get(r.Context(), strings.Trim(r.URL.Path, "/")); ok {
 					h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
 				}
+			case method == http.MethodHead && strings.HasPrefix(h.Get("Upload-Concat"), "final;") && h.Get("Upload-Offset") != h.Get("Upload-Length"):
+				// A final upload waiting for partial uploads: its offset is
+				// not defined until it is assembled.
+				h.Del("Upload-Offset")
 			}
 		}}
 		switch method {
@@ -80,6 +107,28 @@ func tusRules(draftEnabled bool, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// withExtension returns the Tus-Extension list ext with add inserted
+// after after (or at the end).
+func withExtension(ext, after, add string) string {
+	var out []string
+	added := false
+	for e := range strings.SplitSeq(ext, ",") {
+		e = strings.TrimSpace(e)
+		if e == add {
+			return ext
+		}
+		out = append(out, e)
+		if e == after {
+			out = append(out, add)
+			added = true
+		}
+	}
+	if !added {
+		out = append(out, add)
+	}
+	return strings.Join(out, ",")
 }
 
 // effectiveMethod is the method tusd acts on: a POST may name another one in
