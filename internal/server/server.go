@@ -21,6 +21,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/prometheuscollector"
 
 	"github.com/tusgate/tusgate/config"
+	"github.com/tusgate/tusgate/internal/ietfdraft"
 	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/locker/redislocker"
 	"github.com/tusgate/tusgate/internal/quota"
@@ -133,6 +134,22 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 			return lifecycle.UploadExpires(ttl, time.Now, s.lifecycle.ExpiresAt, h)
 		}
 	}
+	var draft func(http.Handler) http.Handler
+	if cfg.IETFDraft {
+		d := ietfdraft.New(ietfdraft.Config{
+			Composer:       s.composer,
+			BasePath:       cfg.BasePath,
+			MaxSize:        cfg.MaxSize,
+			BehindProxy:    cfg.BehindProxy,
+			NetworkTimeout: cfg.NetworkTimeout,
+			SaveReserve:    reserve,
+			PreCreate:      s.preCreate,
+			TTL:            cfg.Lifecycle.UploadTTL,
+			ExpiresAt:      s.lifecycle.ExpiresAt,
+			Log:            log.With("component", "ietfdraft"),
+		})
+		draft = func(h http.Handler) http.Handler { return ietfdraft.Route(d, h) }
+	}
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
@@ -141,6 +158,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		expires, // nil without --upload-ttl
 		lockScope,
 		bodyLength,
+		draft, // nil with --ietf-draft=false
 	)
 
 	base := strings.TrimSuffix(cfg.BasePath, "/")
