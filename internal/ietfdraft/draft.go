@@ -204,6 +204,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range e.HTTPResponse.Header {
 		hd.Set(k, v)
 	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPatch) && hd.Get("Upload-Complete") == "" {
+		// This answer does not come from processing a complete upload.
+		hd.Set("Upload-Complete", "?0")
+	}
+	if e.HTTPResponse.StatusCode == http.StatusRequestEntityTooLarge && hd.Get("Upload-Limit") == "" {
+		hd.Set("Upload-Limit", h.limits(nil, time.Time{}))
+	}
 	if r.Method == http.MethodHead {
 		w.WriteHeader(e.HTTPResponse.StatusCode)
 		return

@@ -79,7 +79,8 @@ const (
 	problemCompletedUpload = "https://iana.org/assignments/http-problem-types#completed-upload"
 )
 
-// problem writes an RFC 9457 problem details answer.
+// problem writes an RFC 9457 problem details answer. No problem comes
+// from processing a complete upload, so each says Upload-Complete: ?0.
 func problem(w http.ResponseWriter, status int, typ, title string, members map[string]any) {
 	body := map[string]any{"type": typ, "title": title}
 	for k, v := range members {
@@ -88,6 +89,7 @@ func problem(w http.ResponseWriter, status int, typ, title string, members map[s
 	b, _ := json.Marshal(body)
 	b = append(b, '\n')
 	h := w.Header()
+	h.Set("Upload-Complete", "?0")
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)

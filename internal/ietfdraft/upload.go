@@ -23,7 +23,6 @@ var errContentType = handler.NewError("ERR_INVALID_CONTENT_TYPE",
 // create serves an upload creation: POST to the base path.
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
-	hd.Set("Upload-Complete", "?0") // until the upload is complete
 	complete, ok := sfBool(r.Header, "Upload-Complete")
 	if !ok {
 		h.fail(w, r, errNoComplete)
@@ -133,7 +132,6 @@ func (h *Handler) offset(w http.ResponseWriter, r *http.Request, id string) {
 // append serves an upload append: PATCH of an upload.
 func (h *Handler) append(w http.ResponseWriter, r *http.Request, id string) {
 	hd := w.Header()
-	hd.Set("Upload-Complete", "?0") // until the upload is complete
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != partialUpload {
 		h.fail(w, r, errContentType)
 		return

@@ -47,6 +47,7 @@ type Limits struct {
 
 // Interim is a 104 (Upload Resumption Supported) interim response.
 type Interim struct {
+	Header   http.Header
 	Location string
 	Limits   *Limits // nil without Upload-Limit
 	Offset   int64   // -1 without Upload-Offset
@@ -154,7 +155,7 @@ func (c *Client) do(ctx context.Context, method, target string, content io.Reade
 			resp.Ignored++
 			return nil
 		}
-		in := Interim{Location: resolve(target, http.Header(hdr).Get("Location")), Offset: sfInt(http.Header(hdr), "Upload-Offset")}
+		in := Interim{Header: http.Header(hdr).Clone(), Location: resolve(target, http.Header(hdr).Get("Location")), Offset: sfInt(http.Header(hdr), "Upload-Offset")}
 		if l, ok := parseLimits(http.Header(hdr)); ok {
 			in.Limits = &l
 		}

@@ -80,6 +80,9 @@ func TestIETFDraftInterop(t *testing.T) {
 					if len(r.Interims) != 1 || r.Interims[0].Location != r.Location || r.Interims[0].Limits == nil || r.Interims[0].Limits.MaxSize != 1<<30 {
 						t.Fatalf("104: %+v, want one with the Location %q and Upload-Limit", r.Interims, r.Location)
 					}
+					if r.Interims[0].Header.Get("Upload-Complete") != "" {
+						t.Fatalf("the 104 carries Upload-Complete %q", r.Interims[0].Header.Get("Upload-Complete"))
+					}
 					b.assertStored(t, r.Location, sum, int64(len(data)))
 					st, err := dc.Offset(ctx, r.Location)
 					if err != nil || st.Offset != int64(len(data)) || !isTrue(st.Complete) || st.Length != int64(len(data)) {
@@ -207,6 +210,18 @@ func TestIETFDraftInterop(t *testing.T) {
 					}
 					if st, _ := dc.Offset(ctx, r.Location); st.Offset != 3 {
 						t.Fatalf("offset after the refused append: %d", st.Offset)
+					}
+				})
+
+				t.Run("limits", func(t *testing.T) {
+					r, err := dc.Create(ctx, endpoint, nil, 0, false, 1<<30+1, nil)
+					if err != nil || r.Status != http.StatusRequestEntityTooLarge || r.Limits == nil || r.Limits.MaxSize != 1<<30 || len(r.Interims) != 0 {
+						t.Fatalf("POST past max-size: %v %+v", err, r)
+					}
+					r, _ = dc.Create(ctx, endpoint, nil, 0, false, 3, nil)
+					a, err := dc.Append(ctx, r.Location, 0, strings.NewReader("abcd"), 4, false)
+					if err != nil || a.Status != http.StatusRequestEntityTooLarge || a.Limits == nil || !isFalse(a.Complete) {
+						t.Fatalf("append past the length: %v %+v", err, a)
 					}
 				})
 
