@@ -177,8 +177,9 @@ func (h *Handler) append(w http.ResponseWriter, r *http.Request, id string) {
 		problem(w, http.StatusConflict, problemMismatchingOffset, "Upload-Offset does not match the upload's offset",
 			map[string]any{"expected-offset": info.Offset, "provided-offset": offset})
 		return
-	case finished(info) && complete && r.ContentLength == 0:
-		// The answer that completed it was lost: answer it again.
+	case finished(info) && complete && r.ContentLength == 0 && Version(r) != "7":
+		// The answer that completed it was lost: answer it again (from
+		// -09 on; -08 requires refusing any append to a complete upload).
 		hd.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
 		hd.Set("Upload-Complete", "?1")
 		w.WriteHeader(http.StatusNoContent)
