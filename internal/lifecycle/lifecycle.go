@@ -25,6 +25,7 @@ import (
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/expiry"
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
@@ -408,8 +409,14 @@ func (w *expiresWriter) WriteHeader(status int) {
 		if write && !w.mark.done && h.Get("Upload-Concat") != "final" {
 			h.Set("Upload-Expires", w.now().Add(w.ttl).UTC().Format(http.TimeFormat))
 		}
-		if w.r.Method == http.MethodHead && status == http.StatusOK && unfinished(h) {
-			w.headExpires(h)
+		switch {
+		case w.r.Method == http.MethodHead && status == http.StatusOK && unfinished(h):
+			w.lookupExpires(h)
+		case w.r.Method == http.MethodPatch && status >= 400 && status < 500 && w.readUnfinished():
+			// tus: "every PATCH response" carries it while the upload is
+			// going to expire, refusals too (a 409 names the offset to go
+			// on from).
+			w.lookupExpires(h)
 		}
 	}
 	w.ResponseWriter.WriteHeader(status)
@@ -422,15 +429,24 @@ func unfinished(h http.Header) bool {
 	return h.Get("Upload-Defer-Length") == "1" || h.Get("Upload-Offset") != h.Get("Upload-Length")
 }
 
-// headExpires sets Upload-Expires on a HEAD answer from the upload's last
-// activity in storage, which the janitor goes by; a HEAD does not extend
-// it. If storage cannot tell, the answer goes without.
-func (w *expiresWriter) headExpires(h http.Header) {
+// readUnfinished reports whether the store read the request's upload, and
+// found it unfinished: tusd refuses some PATCHes before it looks the
+// upload up (and so before the caller's ownership is checked).
+func (w *expiresWriter) readUnfinished() bool {
+	info, ok := lastinfo.Get(w.r.Context(), strings.Trim(w.r.URL.Path, "/"))
+	return ok && (info.SizeIsDeferred || info.Offset < info.Size)
+}
+
+// lookupExpires sets Upload-Expires on an answer about an upload that
+// wrote nothing (a HEAD, a refused PATCH) from the upload's last activity
+// in storage, which the janitor goes by. If the upload is not an
+// unfinished one, or storage cannot tell, the answer goes without.
+func (w *expiresWriter) lookupExpires(h http.Header) {
 	if w.expiresAt == nil {
 		return
 	}
-	// The path is relative to the base path; the upload exists (tusd
-	// answered 200), so the ID is valid and the caller may see it.
+	// The path is relative to the base path; tusd found the upload (no
+	// 404), so the ID is valid and the caller may see it.
 	at, ok, err := w.expiresAt(w.r.Context(), strings.Trim(w.r.URL.Path, "/"))
 	if err == nil && ok {
 		h.Set("Upload-Expires", at.UTC().Format(http.TimeFormat))

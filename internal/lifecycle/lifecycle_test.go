@@ -19,6 +19,7 @@ import (
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/diskbackend"
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -107,6 +108,37 @@ func TestUploadExpiresOnHead(t *testing.T) {
 		}
 		if tc.want != "" && (len(asked) != 1 || asked[0] != "owner/up") {
 			t.Errorf("HEAD %s: looked up %q, want the upload ID owner/up", tc.path, asked)
+		}
+	}
+}
+
+func TestUploadExpiresOnRefusedPatch(t *testing.T) {
+	at := time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
+	expiresAt := func(context.Context, string) (time.Time, bool, error) { return at, true, nil }
+	for _, tc := range []struct {
+		name   string
+		status int
+		read   *handler.FileInfo // what the store read in the request
+		want   string
+	}{
+		{"mismatched offset", http.StatusConflict, &handler.FileInfo{ID: "o/up", Size: 10, Offset: 3}, at.Format(http.TimeFormat)},
+		{"deferred length", http.StatusRequestEntityTooLarge, &handler.FileInfo{ID: "o/up", SizeIsDeferred: true}, at.Format(http.TimeFormat)},
+		{"refused before the store read it", http.StatusBadRequest, nil, ""},
+		{"another upload read", http.StatusConflict, &handler.FileInfo{ID: "o/other", Size: 10, Offset: 3}, ""},
+		{"finished", http.StatusConflict, &handler.FileInfo{ID: "o/up", Size: 10, Offset: 10}, ""},
+	} {
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.read != nil {
+				lastinfo.Record(r.Context(), *tc.read)
+			}
+			w.WriteHeader(tc.status)
+		})
+		r := httptest.NewRequest("PATCH", "/o/up", nil)
+		r = r.WithContext(lastinfo.New(r.Context()))
+		w := httptest.NewRecorder()
+		UploadExpires(time.Hour, time.Now, expiresAt, next).ServeHTTP(w, r)
+		if got := w.Header().Get("Upload-Expires"); got != tc.want {
+			t.Errorf("%s: Upload-Expires %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

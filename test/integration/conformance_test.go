@@ -241,6 +241,10 @@ func TestConformanceHeadUploadExpires(t *testing.T) {
 		if !ok || at.Before(before.Add(3*time.Hour-2*time.Second)) || at.After(after.Add(3*time.Hour+2*time.Second)) {
 			t.Fatalf("HEAD of an unfinished upload: Upload-Expires %v (%v), want 3h after the PATCH at %v", at, ok, before)
 		}
+		// A refused PATCH carries it too ("every PATCH response").
+		if r := c.patch(t, loc, 1, []byte("x")); r.Status != http.StatusConflict || r.Header.Get("Upload-Expires") != at.UTC().Format(http.TimeFormat) {
+			t.Fatalf("PATCH at a wrong offset: %d, Upload-Expires %q, want %v", r.Status, r.Header.Get("Upload-Expires"), at)
+		}
 		deferred := do(t, "POST", c.g.URL+"/files/", with(c.h, "Upload-Defer-Length", "1"), nil).Header.Get("Location")
 		if _, ok := expires(deferred); !ok {
 			t.Fatal("HEAD of an upload with a deferred length: no Upload-Expires")
