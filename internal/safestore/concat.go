@@ -14,7 +14,7 @@ package safestore
 //     still deferred is refused, since the final upload's length must be
 //     known;
 //   - ConcatUploads then records, in storage (Waiting), that the final
-//     upload waits for each unfinished partial upload, and leaves the final
+//     upload waits for each of its partial uploads, and leaves the final
 //     upload unassembled: HEAD answers without Upload-Offset (the HTTP
 //     layer removes it) until it is assembled;
 //   - when a partial upload finishes (its own request, or the repair of a
@@ -148,10 +148,12 @@ func (u *upload) concatenate(ctx context.Context, info handler.FileInfo, inner [
 	return u.assembled(ctx, info)
 }
 
-// wait records that the new final upload waits for its unfinished partial
-// uploads, under the final upload's lock, and then assembles it if they
-// all finished meanwhile (a partial upload that finished before its record
-// was written found none).
+// wait records that the new final upload waits for its partial uploads,
+// under the final upload's lock, and then assembles it if they all
+// finished meanwhile (a partial upload that finished before its record was
+// written found none). Finished partial uploads get a record too: one
+// whose own assembly failed assembles the final upload when it is
+// repaired. Records go when the final upload is assembled.
 func (u *upload) wait(ctx context.Context, final handler.FileInfo, partials []handler.FileInfo) error {
 	unlock, err := u.s.lock(ctx, final.ID)
 	if err != nil {
@@ -159,9 +161,6 @@ func (u *upload) wait(ctx context.Context, final handler.FileInfo, partials []ha
 	}
 	defer unlock()
 	for _, p := range partials {
-		if finished(p) {
-			continue
-		}
 		if err := u.s.opt.Waiting.Add(ctx, p.ID, final.ID); err != nil {
 			return u.s.fail(ctx, "record a waiting final upload", final.ID, err)
 		}

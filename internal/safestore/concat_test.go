@@ -204,8 +204,8 @@ func TestFinalUploadAssembledWhenItsLastPartialFinishes(t *testing.T) {
 	if off := e.head("o/f"); off == 9 {
 		t.Fatal("the final upload is assembled before its partial uploads finished")
 	}
-	if n := e.waiting.count(); n != 2 {
-		t.Fatalf("%d records, want one for each unfinished partial upload", n)
+	if n := e.waiting.count(); n != 3 {
+		t.Fatalf("%d records, want one for each partial upload", n)
 	}
 	e.write("o/p2", "e")
 	if off := e.head("o/f"); off == 9 {
@@ -320,5 +320,37 @@ func TestRefusedWaitingFinalUploadIsDeleted(t *testing.T) {
 	}
 	if n := e.waiting.count(); n != 0 {
 		t.Fatalf("%d records left after the refusal", n)
+	}
+}
+
+// A partial upload whose own assembly failed (all its bytes stored, never
+// finished) holds up the final upload until a request repairs it; that
+// repair assembles the final upload.
+func TestRepairedPartialAssemblesWaitingFinal(t *testing.T) {
+	e := newConcatEnv(t)
+	e.create("o/p1", 3)
+	e.create("o/p2", 2)
+	// p1's bytes are stored, but it was never finished (no assembly marker).
+	e.request("o/p1", func(ctx context.Context) {
+		up, _ := e.c.Core.GetUpload(ctx, "o/p1")
+		if _, err := up.GetInfo(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.WriteChunk(ctx, 0, strings.NewReader("abc")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := e.final("o/f", "o/p1", "o/p2"); err != nil {
+		t.Fatal(err)
+	}
+	e.write("o/p2", "de")
+	if _, err := os.Stat(filepath.Join(e.dir, ".tusgate", "finished", "o", "f")); err == nil {
+		t.Fatal("the final upload was assembled from a partial upload never finished")
+	}
+	if off := e.head("o/p1"); off != 3 { // repairs p1 under its lock
+		t.Fatalf("HEAD of the repaired partial upload: offset %d", off)
+	}
+	if e.content("o/f") != "abcde" {
+		t.Fatalf("final upload after the repair: %q", e.content("o/f"))
 	}
 }
