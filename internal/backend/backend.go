@@ -36,6 +36,9 @@ type Backend interface {
 	// Expiry lists uploads for the janitor and keeps tombstones of expired
 	// ones.
 	Expiry() (expiry.Inventory, expiry.Tombstones)
+	// Waiting keeps the final uploads that wait for unfinished partial
+	// uploads (concatenation-unfinished), beside the uploads.
+	Waiting() safestore.Waiting
 	// Outbox stores webhook events durably, beside the uploads (with
 	// Redis, the server uses a shared outbox instead).
 	Outbox() webhook.Outbox

@@ -58,9 +58,47 @@ func (b *Backend) Dir() string { return b.dir }
 // Name implements backend.Backend.
 func (b *Backend) Name() string { return "data-dir" }
 
-// UseIn implements backend.Backend: tusd's filestore, with checked
-// writes (see store).
-func (b *Backend) UseIn(c *handler.StoreComposer) { store{filestore.New(b.dir)}.UseIn(c) }
+// UseIn implements backend.Backend: tusd's filestore, with checked writes
+// (see store), whose concatenation starts over from an empty file (see
+// concatFromStart).
+func (b *Backend) UseIn(c *handler.StoreComposer) {
+	store{filestore.New(b.dir)}.UseIn(c)
+	c.UseConcater(concatFromStart{inner: c.Concater, dir: b.dir})
+}
+
+// concatFromStart makes filestore's concatenation safe to try again:
+// filestore appends the partial uploads to the final upload's file, so an
+// attempt that failed half-way (a full disk) would leave bytes that a
+// second attempt (safestore assembles a waiting final upload again on its
+// next request) appends after. It empties the file first.
+type concatFromStart struct {
+	inner handler.ConcaterDataStore
+	dir   string
+}
+
+func (c concatFromStart) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
+	return concatFromStartUpload{u: u, inner: c.inner.AsConcatableUpload(u), dir: c.dir}
+}
+
+type concatFromStartUpload struct {
+	u     handler.Upload
+	inner handler.ConcatableUpload
+	dir   string
+}
+
+func (c concatFromStartUpload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	info, err := c.u.GetInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if !safestore.ValidID(info.ID) {
+		return fmt.Errorf("diskbackend: concatenating into an invalid upload ID %q", info.ID)
+	}
+	if err := os.Truncate(filepath.Join(c.dir, filepath.FromSlash(info.ID)), 0); err != nil {
+		return err
+	}
+	return c.inner.ConcatUploads(ctx, partials)
+}
 
 // Check implements backend.Backend: the directory is writable.
 func (b *Backend) Check(context.Context) error { return probeWritable(b.dir) }

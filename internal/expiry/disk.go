@@ -147,6 +147,19 @@ func (d *Disk) Unfinished(ctx context.Context, fn func(Upload) error) error {
 	return errors.Join(err, errs.err())
 }
 
+// Lookup implements Inventory: the upload, if it is unfinished, read as
+// Unfinished reads each.
+func (d *Disk) Lookup(_ context.Context, id string) (Upload, bool, error) {
+	if !validRel(id) {
+		return Upload{}, false, nil
+	}
+	u, ok, err := d.read(id + ".info")
+	if err != nil || !ok || !u.unfinished {
+		return Upload{}, false, err
+	}
+	return Upload{ID: u.info.ID, Info: u.info, LastActivity: latest(u.infoMod, u.dataMod)}, true, nil
+}
+
 // Orphans implements Inventory: empty files without .info, last modified
 // before before, other than .info, .lock and .tmp files. filestore creates
 // the data file, then the .info, and writes data only once the .info

@@ -66,6 +66,9 @@ type Inventory interface {
 	RemoveOrphan(ctx context.Context, o Orphan) error
 	// RemoveInfo deletes a finished upload's .info (never the object itself).
 	RemoveInfo(ctx context.Context, id string) error
+	// Lookup reads one upload as Unfinished does, and false if id is not an
+	// unfinished upload.
+	Lookup(ctx context.Context, id string) (Upload, bool, error)
 }
 
 // Tombstones remember expired uploads.
@@ -199,6 +202,46 @@ func (j *Janitor) Expires(last time.Time) (time.Time, bool) {
 	return last.Add(j.o.TTL), true
 }
 
+// ExpiresAt returns when the unfinished upload id expires unless it is
+// written to before (its last activity + TTL; the janitor removes it on its
+// first pass after that), and false if it does not expire: expiry is
+// disabled, or id is not an unfinished upload.
+func (j *Janitor) ExpiresAt(ctx context.Context, id string) (time.Time, bool, error) {
+	if j.o.TTL == 0 {
+		return time.Time{}, false, nil
+	}
+	u, ok, err := j.o.Inventory.Lookup(ctx, id)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	last, err := j.activity(ctx, u)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return last.Add(j.o.TTL), true, nil
+}
+
+// activity is when u was last active. A final upload that waits for
+// partial uploads (tus concatenation-unfinished) is as active as the most
+// recently written of them: it must not expire while they are being
+// uploaded, and does not outlive them by more than the TTL.
+func (j *Janitor) activity(ctx context.Context, u Upload) (time.Time, error) {
+	last := u.LastActivity
+	if !u.Info.IsFinal {
+		return last, nil
+	}
+	for _, id := range u.Info.PartialUploads {
+		p, ok, err := j.o.Inventory.Lookup(ctx, id)
+		if err != nil {
+			return last, err
+		}
+		if ok {
+			last = latest(last, p.LastActivity)
+		}
+	}
+	return last, nil
+}
+
 // enabled reports whether a pass has anything to do.
 func (j *Janitor) enabled() bool { return j.o.TTL > 0 || j.o.FinishedInfoTTL > 0 }
 
@@ -237,6 +280,14 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 		err := j.o.Inventory.Unfinished(ctx, func(u Upload) error {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if u.Info.IsFinal {
+				last, err := j.activity(ctx, u)
+				if err != nil {
+					fail(err, "janitor: cannot read the partial uploads of a final upload; not expiring it", "id", u.ID)
+					return nil
+				}
+				u.LastActivity = last
 			}
 			if u.LastActivity.Add(j.o.TTL).After(now) {
 				return nil

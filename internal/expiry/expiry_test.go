@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/clock"
 )
@@ -56,6 +57,20 @@ func (m *memStore) Unfinished(_ context.Context, fn func(Upload) error) error {
 		}
 	}
 	return nil
+}
+
+func (m *memStore) Lookup(_ context.Context, id string) (Upload, bool, error) {
+	if err := m.call("lookup " + id); err != nil {
+		return Upload{}, false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.uploads {
+		if u.ID == id {
+			return u, true, nil
+		}
+	}
+	return Upload{}, false, nil
 }
 
 func (m *memStore) Orphans(_ context.Context, before time.Time, fn func(Orphan) error) error {
@@ -180,6 +195,55 @@ func TestExpires(t *testing.T) {
 	j, _ = New(Options{Inventory: newMem()})
 	if _, ok := j.Expires(t0); ok {
 		t.Error("Expires reports expiry with TTL 0")
+	}
+}
+
+func TestExpiresAt(t *testing.T) {
+	m := newMem()
+	m.uploads = []Upload{{ID: "a", LastActivity: t0}}
+	j, _ := New(Options{Inventory: m, TTL: time.Hour})
+	if at, ok, err := j.ExpiresAt(t.Context(), "a"); err != nil || !ok || !at.Equal(t0.Add(time.Hour)) {
+		t.Errorf("ExpiresAt(a) = %v, %v, %v; want %v", at, ok, err, t0.Add(time.Hour))
+	}
+	if _, ok, err := j.ExpiresAt(t.Context(), "b"); ok || err != nil {
+		t.Errorf("ExpiresAt of an unknown upload: %v, %v", ok, err)
+	}
+	m.fail["lookup a"] = errors.New("S3 down")
+	if _, _, err := j.ExpiresAt(t.Context(), "a"); err == nil {
+		t.Error("ExpiresAt hides the store's error")
+	}
+	j, _ = New(Options{Inventory: m, FinishedInfoTTL: time.Hour})
+	if _, ok, _ := j.ExpiresAt(t.Context(), "a"); ok {
+		t.Error("ExpiresAt reports expiry with TTL 0")
+	}
+}
+
+// A final upload waiting for partial uploads (concatenation-unfinished)
+// is as active as the most recently written of them.
+func TestFinalUploadLivesAsLongAsItsPartials(t *testing.T) {
+	m := newMem()
+	final := Upload{ID: "f", LastActivity: t0, Info: handler.FileInfo{ID: "f", IsFinal: true, PartialUploads: []string{"p1", "p2"}}}
+	// p2 is finished: the inventory does not list it.
+	m.uploads = []Upload{final, {ID: "p1", LastActivity: t0.Add(50 * time.Minute)}}
+	clk := clock.NewFake(t0.Add(90 * time.Minute))
+	j, err := New(Options{Inventory: m, Clock: clk, Log: quietLog(), TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.RunOnce(t.Context()); err != nil || r.Expired != 0 {
+		t.Fatalf("RunOnce while a partial upload is active: %+v, %v; want nothing expired", r, err)
+	}
+	if at, ok, err := j.ExpiresAt(t.Context(), "f"); err != nil || !ok || !at.Equal(t0.Add(110*time.Minute)) {
+		t.Fatalf("ExpiresAt(f) = %v, %v, %v; want the partial upload's expiry %v", at, ok, err, t0.Add(110*time.Minute))
+	}
+	m.fail["lookup p1"] = errors.New("S3 down")
+	clk.Advance(time.Hour)
+	if r, _ := j.RunOnce(t.Context()); r.Expired != 1 || r.Errors != 1 || len(m.uploads) != 1 || m.uploads[0].ID != "f" {
+		t.Fatalf("RunOnce when the partial upload cannot be read: %+v, uploads %v; want only p1 expired", r, m.uploads)
+	}
+	delete(m.fail, "lookup p1")
+	if r, err := j.RunOnce(t.Context()); err != nil || r.Expired != 1 || len(m.uploads) != 0 {
+		t.Fatalf("RunOnce after the partial upload expired: %+v, %v, uploads %v; want the final upload expired", r, err, m.uploads)
 	}
 }
 

@@ -142,6 +142,18 @@ func (s *S3) unfinished(ctx context.Context, mu types.MultipartUpload, objectID 
 	return Upload{ID: info.ID, Info: info, LastActivity: last}, true, nil
 }
 
+// Lookup implements Inventory: the upload's multipart upload is read as
+// Unfinished reads each (when it was initiated aside: its .info is written
+// after that).
+func (s *S3) Lookup(ctx context.Context, id string) (Upload, bool, error) {
+	objectID, multipartID := layout.SplitID(id)
+	if multipartID == "" || !validRel(objectID) {
+		return Upload{}, false, nil
+	}
+	mu := types.MultipartUpload{Key: aws.String(s.root() + objectID), UploadId: aws.String(multipartID)}
+	return s.unfinished(ctx, mu, objectID)
+}
+
 // multipartUploads calls fn for every in-progress multipart upload under
 // the prefix, except those in "." folders.
 func (s *S3) multipartUploads(ctx context.Context, fn func(mu types.MultipartUpload, objectID string) error) error {

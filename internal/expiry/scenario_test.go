@@ -71,6 +71,20 @@ func scenario(t *testing.T, s store) {
 	orphan := s.orphan(t)
 	others := s.others(t)
 
+	// One upload looked up: unfinished ones were last active about now;
+	// finished and unknown ones are not unfinished uploads.
+	for _, id := range []string{idle, fresh, active} {
+		u, ok, err := s.inv.Lookup(ctx, id)
+		if err != nil || !ok || u.ID != id || u.Info.Size != 100 || u.LastActivity.Before(t0.Add(-time.Minute)) || u.LastActivity.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("Lookup(%s) = %+v, %v, %v; want it, last active about %v", id, u, ok, err, t0)
+		}
+	}
+	for _, id := range []string{finished, "nobody/nothing+x", "../up"} {
+		if u, ok, err := s.inv.Lookup(ctx, id); ok || err != nil {
+			t.Fatalf("Lookup(%s) = %+v, %v, %v; want not an unfinished upload", id, u, ok, err)
+		}
+	}
+
 	var expired []Upload
 	refuse := true
 	opts := Options{

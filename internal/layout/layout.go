@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -24,6 +25,27 @@ const InternalFolder = ".tusgate"
 // lies in an InternalFolder.
 func IsInternal(key string) bool {
 	return strings.HasPrefix(key, InternalFolder+"/") || strings.Contains(key, "/"+InternalFolder+"/")
+}
+
+// WaitingDir is the folder, relative to where uploads are kept (the object
+// prefix, or the data directory), of the records of the final uploads that
+// wait for the partial upload partialID (the tus concatenation-unfinished
+// extension): WaitingDir(partialID) + WaitingName(finalID), one empty
+// object or file each. A partial upload's ID may hold "/", a record's name
+// does not.
+func WaitingDir(partialID string) string {
+	return InternalFolder + "/concat/" + partialID + "/"
+}
+
+// WaitingName is the name of the record of final upload finalID in a
+// WaitingDir: the ID, path-escaped into one segment.
+func WaitingName(finalID string) string { return url.PathEscape(finalID) }
+
+// WaitingFinal is the final upload ID a WaitingName names, and false for a
+// name that is not a record's.
+func WaitingFinal(name string) (string, bool) {
+	id, err := url.PathUnescape(name)
+	return id, err == nil && id != "" && !strings.ContainsRune(name, '/')
 }
 
 // SplitID splits the ID of an upload in S3 into the object ID (the key of

@@ -49,3 +49,23 @@ func TestDecodeInfo(t *testing.T) {
 		t.Fatal("DecodeInfo read past InfoLimit")
 	}
 }
+
+func TestWaiting(t *testing.T) {
+	if got := WaitingDir("owner/abc+mp-1"); got != ".tusgate/concat/owner/abc+mp-1/" {
+		t.Errorf("WaitingDir = %q", got)
+	}
+	for _, id := range []string{"owner/final+mp.x_y-z", "abc", "o/a%b c"} {
+		name := WaitingName(id)
+		if strings.Contains(name, "/") {
+			t.Errorf("WaitingName(%q) = %q holds a slash", id, name)
+		}
+		if back, ok := WaitingFinal(name); !ok || back != id {
+			t.Errorf("WaitingFinal(WaitingName(%q)) = %q, %v", id, back, ok)
+		}
+	}
+	for _, name := range []string{"", "%zz", "a/b"} {
+		if id, ok := WaitingFinal(name); ok {
+			t.Errorf("WaitingFinal(%q) = %q, true", name, id)
+		}
+	}
+}

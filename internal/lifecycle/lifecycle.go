@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/expiry"
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
@@ -358,25 +360,41 @@ func (m *finishedMark) set() {
 	}
 }
 
+// ExpiresAt returns when the unfinished upload id expires unless it is
+// written to before, and false if it does not expire (no --upload-ttl, or
+// not an unfinished upload). It reads the upload from storage.
+func (l *Lifecycle) ExpiresAt(ctx context.Context, id string) (time.Time, bool, error) {
+	if l.janitor == nil {
+		return time.Time{}, false, nil
+	}
+	return l.janitor.ExpiresAt(ctx, id)
+}
+
+// ExpiresAtFunc looks up when an unfinished upload expires; see
+// Lifecycle.ExpiresAt.
+type ExpiresAtFunc func(ctx context.Context, id string) (time.Time, bool, error)
+
 // UploadExpires implements the announcing half of tus's expiration
 // extension: creations and PATCHes of unfinished uploads answer with
-// Upload-Expires (idle expiry slides with every write), and OPTIONS lists
-// "expiration" among the extensions.
-func UploadExpires(ttl time.Duration, now func() time.Time, next http.Handler) http.Handler {
+// Upload-Expires (idle expiry slides with every write), so does a HEAD of
+// an unfinished upload (when expiresAt, which reads storage, says), and
+// OPTIONS lists "expiration" among the extensions.
+func UploadExpires(ttl time.Duration, now func() time.Time, expiresAt ExpiresAtFunc, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mark := &finishedMark{}
 		r = r.WithContext(context.WithValue(r.Context(), finishedKey{}, mark))
-		next.ServeHTTP(&expiresWriter{ResponseWriter: w, r: r, mark: mark, ttl: ttl, now: now}, r)
+		next.ServeHTTP(&expiresWriter{ResponseWriter: w, r: r, mark: mark, ttl: ttl, now: now, expiresAt: expiresAt}, r)
 	})
 }
 
 type expiresWriter struct {
 	http.ResponseWriter
-	r     *http.Request
-	mark  *finishedMark
-	ttl   time.Duration
-	now   func() time.Time
-	wrote bool
+	r         *http.Request
+	mark      *finishedMark
+	ttl       time.Duration
+	now       func() time.Time
+	expiresAt ExpiresAtFunc
+	wrote     bool
 }
 
 func (w *expiresWriter) WriteHeader(status int) {
@@ -391,8 +409,48 @@ func (w *expiresWriter) WriteHeader(status int) {
 		if write && !w.mark.done && h.Get("Upload-Concat") != "final" {
 			h.Set("Upload-Expires", w.now().Add(w.ttl).UTC().Format(http.TimeFormat))
 		}
+		switch {
+		case w.r.Method == http.MethodHead && status == http.StatusOK && unfinished(h):
+			w.lookupExpires(h)
+		case w.r.Method == http.MethodPatch && status >= 400 && status < 500 && w.readUnfinished():
+			// tus: "every PATCH response" carries it while the upload is
+			// going to expire, refusals too (a 409 names the offset to go
+			// on from).
+			w.lookupExpires(h)
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
+}
+
+// unfinished tells from a tus 1.0 HEAD answer (tusd answers IETF-draft
+// HEADs with 204) whether the upload is unfinished: its length is deferred
+// or its offset short of it.
+func unfinished(h http.Header) bool {
+	return h.Get("Upload-Defer-Length") == "1" || h.Get("Upload-Offset") != h.Get("Upload-Length")
+}
+
+// readUnfinished reports whether the store read the request's upload, and
+// found it unfinished: tusd refuses some PATCHes before it looks the
+// upload up (and so before the caller's ownership is checked).
+func (w *expiresWriter) readUnfinished() bool {
+	info, ok := lastinfo.Get(w.r.Context(), strings.Trim(w.r.URL.Path, "/"))
+	return ok && (info.SizeIsDeferred || info.Offset < info.Size)
+}
+
+// lookupExpires sets Upload-Expires on an answer about an upload that
+// wrote nothing (a HEAD, a refused PATCH) from the upload's last activity
+// in storage, which the janitor goes by. If the upload is not an
+// unfinished one, or storage cannot tell, the answer goes without.
+func (w *expiresWriter) lookupExpires(h http.Header) {
+	if w.expiresAt == nil {
+		return
+	}
+	// The path is relative to the base path; tusd found the upload (no
+	// 404), so the ID is valid and the caller may see it.
+	at, ok, err := w.expiresAt(w.r.Context(), strings.Trim(w.r.URL.Path, "/"))
+	if err == nil && ok {
+		h.Set("Upload-Expires", at.UTC().Format(http.TimeFormat))
+	}
 }
 
 func (w *expiresWriter) Write(b []byte) (int, error) {

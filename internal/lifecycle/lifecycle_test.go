@@ -19,6 +19,7 @@ import (
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/diskbackend"
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -45,7 +46,7 @@ func TestUploadExpiresHeader(t *testing.T) {
 			w.WriteHeader(tc.status)
 		})
 		w := httptest.NewRecorder()
-		UploadExpires(2*time.Hour, func() time.Time { return now }, next).ServeHTTP(w, httptest.NewRequest(tc.method, "/files/x", nil))
+		UploadExpires(2*time.Hour, func() time.Time { return now }, nil, next).ServeHTTP(w, httptest.NewRequest(tc.method, "/files/x", nil))
 		if got := w.Header().Get("Upload-Expires"); got != tc.header || w.Code != tc.status {
 			t.Errorf("%s %d finished=%v: Upload-Expires %q (status %d), want %q", tc.method, tc.status, tc.finished, got, w.Code, tc.header)
 		}
@@ -56,7 +57,7 @@ func TestUploadExpiresHeader(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	w := httptest.NewRecorder()
-	UploadExpires(time.Hour, time.Now, opts).ServeHTTP(w, httptest.NewRequest("OPTIONS", "/files/", nil))
+	UploadExpires(time.Hour, time.Now, nil, opts).ServeHTTP(w, httptest.NewRequest("OPTIONS", "/files/", nil))
 	if got := w.Header().Get("Tus-Extension"); got != "creation,termination,expiration" {
 		t.Errorf("Tus-Extension %q", got)
 	}
@@ -64,6 +65,82 @@ func TestUploadExpiresHeader(t *testing.T) {
 		t.Error("finishedFrom outside a request is not nil")
 	}
 	finishedFrom(context.Background()).set() // must not panic
+}
+
+func TestUploadExpiresOnHead(t *testing.T) {
+	at := time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
+	var asked []string
+	expiresAt := func(_ context.Context, id string) (time.Time, bool, error) {
+		asked = append(asked, id)
+		switch id {
+		case "owner/gone":
+			return time.Time{}, false, nil
+		case "owner/broken":
+			return time.Time{}, false, errors.New("S3 down")
+		}
+		return at, true, nil
+	}
+	for _, tc := range []struct {
+		path    string
+		status  int
+		headers []string
+		want    string
+	}{
+		{"/owner/up", http.StatusOK, []string{"Upload-Offset", "3", "Upload-Length", "10"}, at.Format(http.TimeFormat)},
+		{"/owner/up/", http.StatusOK, []string{"Upload-Offset", "3", "Upload-Defer-Length", "1"}, at.Format(http.TimeFormat)},
+		{"/owner/up", http.StatusOK, []string{"Upload-Offset", "10", "Upload-Length", "10"}, ""},       // finished
+		{"/owner/up", http.StatusNoContent, []string{"Upload-Offset", "3", "Upload-Length", "10"}, ""}, // IETF draft
+		{"/owner/up", http.StatusNotFound, nil, ""},
+		{"/owner/gone", http.StatusOK, []string{"Upload-Offset", "3", "Upload-Length", "10"}, ""},
+		{"/owner/broken", http.StatusOK, []string{"Upload-Offset", "3", "Upload-Length", "10"}, ""},
+	} {
+		asked = nil
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := 0; i+1 < len(tc.headers); i += 2 {
+				w.Header().Set(tc.headers[i], tc.headers[i+1])
+			}
+			w.WriteHeader(tc.status)
+		})
+		w := httptest.NewRecorder()
+		UploadExpires(time.Hour, time.Now, expiresAt, next).ServeHTTP(w, httptest.NewRequest("HEAD", tc.path, nil))
+		if got := w.Header().Get("Upload-Expires"); got != tc.want {
+			t.Errorf("HEAD %s %d %v: Upload-Expires %q, want %q", tc.path, tc.status, tc.headers, got, tc.want)
+		}
+		if tc.want != "" && (len(asked) != 1 || asked[0] != "owner/up") {
+			t.Errorf("HEAD %s: looked up %q, want the upload ID owner/up", tc.path, asked)
+		}
+	}
+}
+
+func TestUploadExpiresOnRefusedPatch(t *testing.T) {
+	at := time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
+	expiresAt := func(context.Context, string) (time.Time, bool, error) { return at, true, nil }
+	for _, tc := range []struct {
+		name   string
+		status int
+		read   *handler.FileInfo // what the store read in the request
+		want   string
+	}{
+		{"mismatched offset", http.StatusConflict, &handler.FileInfo{ID: "o/up", Size: 10, Offset: 3}, at.Format(http.TimeFormat)},
+		{"deferred length", http.StatusRequestEntityTooLarge, &handler.FileInfo{ID: "o/up", SizeIsDeferred: true}, at.Format(http.TimeFormat)},
+		{"refused before the store read it", http.StatusBadRequest, nil, ""},
+		{"another upload read", http.StatusConflict, &handler.FileInfo{ID: "o/other", Size: 10, Offset: 3}, ""},
+		{"finished", http.StatusConflict, &handler.FileInfo{ID: "o/up", Size: 10, Offset: 10}, ""},
+	} {
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.read != nil {
+				lastinfo.Record(r.Context(), *tc.read)
+			}
+			w.WriteHeader(tc.status)
+		})
+		r := httptest.NewRequest("PATCH", "/o/up", nil)
+		r = r.WithContext(lastinfo.New(r.Context()))
+		w := httptest.NewRecorder()
+		UploadExpires(time.Hour, time.Now, expiresAt, next).ServeHTTP(w, r)
+		if got := w.Header().Get("Upload-Expires"); got != tc.want {
+			t.Errorf("%s: Upload-Expires %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }
 
 func TestCleanMessage(t *testing.T) {

@@ -45,7 +45,7 @@ func (d Disk) Usage(ctx context.Context, ownerFolder string) (Usage, error) {
 		}
 		if info.SizeIsDeferred || st.Size() < info.Size {
 			u.Uploads++
-			if !info.SizeIsDeferred {
+			if !info.SizeIsDeferred && !info.IsFinal {
 				u.Bytes += info.Size
 			}
 		}

@@ -16,7 +16,7 @@ import (
 // Usage is what an owner has in flight.
 type Usage struct {
 	Uploads int   // unfinished uploads
-	Bytes   int64 // their declared sizes (deferred lengths count as 0)
+	Bytes   int64 // their declared sizes (deferred lengths count as 0; a final upload waiting for partial uploads holds none of its own)
 }
 
 // Counter reads an owner's usage from storage.

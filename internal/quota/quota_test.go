@@ -3,6 +3,8 @@ package quota
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -38,5 +40,33 @@ func TestCheck(t *testing.T) {
 	}
 	if err := Check(ctx, fixed{err: errors.New("s3 down")}, Limits{Uploads: 1}, "o", 0); err == nil || status(err) != 0 {
 		t.Fatalf("usage error must pass through unmapped: %v", err)
+	}
+}
+
+func TestDiskUsage(t *testing.T) {
+	dir := t.TempDir()
+	put := func(name, content string) {
+		if err := os.MkdirAll(filepath.Join(dir, "owner"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "owner", name), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a.info", `{"ID":"owner/a","Size":10}`)
+	put("a", "abc")
+	put("done.info", `{"ID":"owner/done","Size":3}`)
+	put("done", "abc")
+	put("deferred.info", `{"ID":"owner/deferred","SizeIsDeferred":true}`)
+	put("deferred", "abcdef")
+	// A final upload waiting for partial uploads holds no bytes of its own.
+	put("final.info", `{"ID":"owner/final","Size":20,"IsFinal":true,"PartialUploads":["owner/a","owner/b"]}`)
+	put("final", "")
+	u, err := Disk{Dir: dir}.Usage(t.Context(), "owner")
+	if err != nil || u.Uploads != 3 || u.Bytes != 10 {
+		t.Fatalf("Usage = %+v, %v; want 3 uploads, 10 bytes", u, err)
+	}
+	if u, err := (Disk{Dir: dir}).Usage(t.Context(), "nobody"); err != nil || u != (Usage{}) {
+		t.Fatalf("Usage of an owner without uploads = %+v, %v", u, err)
 	}
 }

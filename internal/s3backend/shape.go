@@ -178,7 +178,7 @@ func (c usage) Usage(ctx context.Context, ownerFolder string) (quota.Usage, erro
 			continue
 		}
 		u.Uploads++
-		if !info.SizeIsDeferred {
+		if !info.SizeIsDeferred && !info.IsFinal {
 			u.Bytes += info.Size
 		}
 	}

@@ -13,7 +13,12 @@
 //     Lifecycle before the request that caused them is answered, and an
 //     expired upload answers 410 Gone;
 //   - no write takes an upload past its declared length or, while its
-//     length is deferred, past Options.MaxSize (413; see limits.go).
+//     length is deferred, past Options.MaxSize (413; see limits.go);
+//   - what GetInfo read is kept for the HTTP layer (internal/lastinfo),
+//     which answers a mismatched Upload-Offset with the offset tusd
+//     compared it to;
+//   - a final upload may name partial uploads that are still in progress,
+//     and is assembled when the last of them finishes (concat.go).
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -30,10 +35,10 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
+	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/metadata"
 )
@@ -112,6 +117,10 @@ type Options struct {
 	// OnStorageError, if set, is called once for each storage error
 	// answered with ErrStorageFailed (permanent) or ErrStorageUnavailable.
 	OnStorageError func(permanent bool)
+	// Waiting, if set, keeps the final uploads that wait for unfinished
+	// partial uploads, and enables that (concatenation-unfinished; see
+	// concat.go).
+	Waiting Waiting
 }
 
 // Held is the set of uploads whose lock this process holds: uploads being
@@ -346,6 +355,28 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 	if u.id == "" {
 		u.id = info.ID
 	}
+	if u.reportsAsFinished(ctx, info) {
+		return asPartial(info) // see concat.go
+	}
+	if u.s.opt.Waiting != nil && u.existing && info.IsFinal && !finished(info) && lockscope.Holds(ctx, u.id) {
+		// A final upload waiting for partial uploads: assemble it if they
+		// are all done (see concat.go).
+		done, err := u.s.assembleWaiting(ctx, u.inner, info)
+		if err != nil {
+			u.s.opt.Log.WarnContext(ctx, "could not assemble a final upload whose partial uploads are done; it is tried again on its next request", "id", u.id, "error", err.Error())
+		}
+		if done {
+			// Read anew: stores keep what they read (filestore).
+			inner, err := u.s.inner.Core.GetUpload(ctx, u.id)
+			if err == nil {
+				u.inner = inner
+				info, err = inner.GetInfo(ctx)
+			}
+			if err != nil {
+				return info, u.s.fail(ctx, "info", u.id, err)
+			}
+		}
+	}
 	if a := u.s.opt.Assembly; a != nil && u.existing && !info.SizeIsDeferred && info.Offset == info.Size && !info.IsFinal {
 		state, err := a.Assembly(ctx, info)
 		if err != nil {
@@ -372,6 +403,7 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 		}
 	}
 	u.info = &info
+	lastinfo.Record(ctx, info)
 	return info, nil
 }
 
@@ -397,7 +429,13 @@ func (u *upload) finish(ctx context.Context, info handler.FileInfo) error {
 	if err := u.inner.FinishUpload(ctx); err != nil {
 		return u.s.fail(ctx, "finish", u.id, err)
 	}
-	return u.assembled(ctx, info)
+	if err := u.assembled(ctx, info); err != nil {
+		return err
+	}
+	if info.IsPartial {
+		u.s.resumeFinals(ctx, info.ID)
+	}
+	return nil
 }
 
 // assembled records, for stores that need it, that the upload is finished.
@@ -453,6 +491,9 @@ func (u *upload) Terminate(ctx context.Context) error {
 	err = u.s.inner.Terminater.AsTerminatableUpload(u.inner).Terminate(ctx)
 	if err == nil {
 		u.forget(ctx, info)
+		if info.IsPartial {
+			u.s.forgetWaiting(ctx, info.ID)
+		}
 	}
 	return u.s.fail(ctx, "terminate", u.id, err)
 }
@@ -464,97 +505,6 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	}
 	return u.s.fail(ctx, "declare length", u.id, err)
 }
-
-func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
-	inner := make([]handler.Upload, len(partials))
-	for i, p := range partials {
-		w, ok := p.(*upload)
-		if !ok {
-			return fmt.Errorf("safestore: partial upload %d is not from this store", i)
-		}
-		info, err := w.inner.GetInfo(ctx)
-		if err != nil {
-			return u.s.fail(ctx, "concatenate", u.id, err)
-		}
-		// CheckPartials refused uploads that are not partial before the
-		// final upload was created.
-		if err := u.s.assemblePartial(ctx, info); err != nil {
-			return err
-		}
-		inner[i] = w.inner
-	}
-	info, err := u.inner.GetInfo(ctx)
-	if err != nil {
-		return u.s.fail(ctx, "concatenate", u.id, err)
-	}
-	// tusd never calls FinishUpload for a concatenation: this is its finish.
-	info.Offset = info.Size
-	if err := u.finishing(ctx, info); err != nil {
-		return err
-	}
-	ctx = metadata.WithUpload(ctx, info.MetaData)
-	err = u.s.inner.Concater.AsConcatableUpload(u.inner).ConcatUploads(ctx, inner)
-	if err != nil {
-		return u.s.fail(ctx, "concatenate", u.id, err)
-	}
-	return u.assembled(ctx, info)
-}
-
-// CheckPartials refuses a concatenation of uploads that were not created
-// as partial uploads (Upload-Concat: partial), before the final upload is
-// created (tusd's pre-create hook): tusd itself would concatenate any
-// finished upload. store is the wrapped store, so every ID is authorized.
-func CheckPartials(ctx context.Context, store *handler.StoreComposer, ids []string) error {
-	for _, id := range ids {
-		up, err := store.Core.GetUpload(ctx, id)
-		if err != nil {
-			return err
-		}
-		info, err := up.GetInfo(ctx)
-		if err != nil {
-			return err
-		}
-		if !info.IsPartial {
-			return ErrNotPartial
-		}
-	}
-	return nil
-}
-
-// assemblePartial finishes a partial upload that is complete but not
-// assembled (its CompleteMultipartUpload failed), under its lock: tusd
-// reads the partials of a final upload without locking them, and their
-// objects must exist before they are concatenated.
-func (s *store) assemblePartial(ctx context.Context, info handler.FileInfo) error {
-	a := s.opt.Assembly
-	if a == nil || info.SizeIsDeferred || info.Offset != info.Size || !s.inner.UsesLocker {
-		return nil
-	}
-	state, err := a.Assembly(ctx, info)
-	if err != nil || state != NotAssembled {
-		return s.fail(ctx, "check assembly", info.ID, err)
-	}
-	lock, err := (&locker{inner: s.inner.Locker, s: s}).NewLock(info.ID)
-	if err != nil {
-		return s.fail(ctx, "lock partial upload", info.ID, err)
-	}
-	lockCtx, cancel := context.WithTimeout(ctx, partialLockWait)
-	defer cancel()
-	if err := lock.Lock(lockCtx, func() {}); err != nil {
-		return s.fail(ctx, "lock partial upload", info.ID, err)
-	}
-	defer lock.Unlock()
-	up, err := s.GetUpload(ctx, info.ID)
-	if err != nil {
-		return err
-	}
-	_, err = up.GetInfo(ctx) // holding the lock, this finishes it
-	return err
-}
-
-// partialLockWait bounds how long a concatenation waits for a partial
-// upload's lock (tusd's own lock wait).
-const partialLockWait = 20 * time.Second
 
 func (u *upload) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
 	err := u.s.inner.ContentServer.AsServableUpload(u.inner).ServeContent(ctx, w, r)

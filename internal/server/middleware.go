@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/ietfdraft"
 	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/tuserror"
@@ -85,14 +86,14 @@ func requestOrigin(r *http.Request, behindProxy bool) string {
 // into thousands of store calls and writes up to --max-size.
 const maxConcatParts = 100
 
-// isDraft reports whether tusd treats r as an IETF-draft request: only the
-// interop versions it knows count.
+// isDraft reports whether r is an IETF-draft request: one of the interop
+// versions tusd knows (3 to 6) or internal/ietfdraft serves (7 and 8).
 func isDraft(enabled bool, r *http.Request) bool {
 	switch r.Header.Get("Upload-Draft-Interop-Version") {
 	case "3", "4", "5", "6":
 		return enabled
 	}
-	return false
+	return enabled && ietfdraft.Version(r) != ""
 }
 
 // checkRequestHeaders refuses, before tusd sees them:

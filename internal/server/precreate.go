@@ -55,7 +55,11 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 		return handler.HTTPResponse{}, changes, err
 	}
 	folder, _, _ := strings.Cut(changes.ID, "/")
-	if err := quota.Check(hook.Context, s.usage, s.limits, folder, hook.Upload.Size); err != nil {
+	size := hook.Upload.Size
+	if hook.Upload.IsFinal {
+		size = 0 // its bytes are its partial uploads', counted already
+	}
+	if err := quota.Check(hook.Context, s.usage, s.limits, folder, size); err != nil {
 		var tusErr handler.Error
 		if !errors.As(err, &tusErr) {
 			answer := safestore.StorageError(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/checksum"
+	"github.com/tusgate/tusgate/internal/ietfdraft"
 	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/locker/redislocker"
 	"github.com/tusgate/tusgate/internal/quota"
@@ -56,6 +57,9 @@ type Server struct {
 	limits quota.Limits
 	// storageErrors counts storage errors answered to clients, by kind.
 	storageErrors *prometheus.CounterVec
+	// concatUnfinished is set when the store keeps final uploads waiting
+	// for unfinished partial uploads (safestore.Options.Waiting).
+	concatUnfinished bool
 
 	http       *http.Server
 	metrics    *http.Server
@@ -127,16 +131,36 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	// shows this list.
 	var expires func(http.Handler) http.Handler
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
-		expires = func(h http.Handler) http.Handler { return lifecycle.UploadExpires(ttl, time.Now, h) }
+		expires = func(h http.Handler) http.Handler {
+			return lifecycle.UploadExpires(ttl, time.Now, s.lifecycle.ExpiresAt, h)
+		}
+	}
+	var draft func(http.Handler) http.Handler
+	if cfg.IETFDraft {
+		d := ietfdraft.New(ietfdraft.Config{
+			Composer:       s.composer,
+			BasePath:       cfg.BasePath,
+			MaxSize:        cfg.MaxSize,
+			BehindProxy:    cfg.BehindProxy,
+			NetworkTimeout: cfg.NetworkTimeout,
+			SaveReserve:    reserve,
+			PreCreate:      s.preCreate,
+			TTL:            cfg.Lifecycle.UploadTTL,
+			ExpiresAt:      s.lifecycle.ExpiresAt,
+			Log:            log.With("component", "ietfdraft"),
+		})
+		draft = func(h http.Handler) http.Handler { return ietfdraft.Route(d, h) }
 	}
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
+		func(h http.Handler) http.Handler { return tusRules(cfg.IETFDraft, s.concatUnfinished, h) },
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
 		checksum.Middleware,
 		lockScope,
 		bodyLength,
+		draft, // nil with --ietf-draft=false
 	)
 
 	base := strings.TrimSuffix(cfg.BasePath, "/")

@@ -99,6 +99,7 @@ func (s *Server) buildStore(ctx context.Context, b backend.Backend, reg promethe
 		Log: s.log, Held: &s.held, MaxSize: cfg.MaxSize, Assembly: b.Assembly(),
 		OnStorageError: func(permanent bool) { s.countStorageError(permanent) },
 		Expired:        lc.ExpiredCheck(),
+		Waiting:        b.Waiting(),
 	}
 	if cfg.AuthEnabled() {
 		opt.Authorize = hooks.Authorize
@@ -106,6 +107,7 @@ func (s *Server) buildStore(ctx context.Context, b backend.Backend, reg promethe
 	if lc.Reports() {
 		opt.Lifecycle = lc
 	}
+	s.concatUnfinished = opt.Waiting != nil
 	return safestore.Wrap(store, opt), nil
 }
 

@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 			{"wrong offset", "PATCH", victim, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", "5"), "xx", 409, "ERR_MISMATCHED_OFFSET"},
 			{"negative offset", "PATCH", victim, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", "-5"), "xx", 400, "ERR_INVALID_OFFSET"},
 			{"missing offset", "PATCH", victim, with(tusHeaders, "Content-Type", "application/offset+octet-stream"), "xx", 400, "ERR_INVALID_OFFSET"},
-			{"wrong content type", "PATCH", victim, with(tusHeaders, "Content-Type", "text/plain", "Upload-Offset", strconv.Itoa(half)), "xx", 400, "ERR_INVALID_CONTENT_TYPE"},
+			{"wrong content type", "PATCH", victim, with(tusHeaders, "Content-Type", "text/plain", "Upload-Offset", strconv.Itoa(half)), "xx", 415, "ERR_INVALID_CONTENT_TYPE"},
 			{"body beyond length", "PATCH", victim, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", strconv.Itoa(half)), strings.Repeat("z", 4*MiB), 413, "ERR_UPLOAD_SIZE_EXCEEDED"},
 			{"method override to DELETE of unknown", "POST", u + "nope+nope", with(tusHeaders, "X-HTTP-Method-Override", "DELETE"), "", 404, ""},
 			{"unsupported method", "PUT", victim, tusHeaders, "", 405, ""},
