@@ -153,14 +153,18 @@ func (h *Handler) options(w http.ResponseWriter) {
 const partialUpload = "application/partial-upload"
 
 // limits is the Upload-Limit value: min-size=0 (any upload may be
-// resumed), max-size (--max-size) and max-age, the lifetime left: the
-// TTL for a new upload (info nil), the time until expires for an
-// unfinished one. There are no append limits: a request may carry any
-// part of an upload.
+// resumed), max-size (--max-size), the append limits (a request may carry
+// any part of an upload: from nothing to all of --max-size) and max-age,
+// the lifetime left: the TTL for a new upload (info nil), the time until
+// expires for an unfinished one.
 func (h *Handler) limits(info *handler.FileInfo, expires time.Time) string {
 	l := "min-size=0"
 	if h.cfg.MaxSize > 0 {
 		l += ",max-size=" + strconv.FormatInt(h.cfg.MaxSize, 10)
+	}
+	l += ",min-append-size=0"
+	if h.cfg.MaxSize > 0 {
+		l += ",max-append-size=" + strconv.FormatInt(h.cfg.MaxSize, 10)
 	}
 	switch {
 	case info == nil && h.cfg.TTL > 0:

@@ -74,20 +74,20 @@ func TestVersion(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	h := New(Config{MaxSize: 1 << 30, TTL: 2 * time.Hour})
-	if got := h.limits(nil, time.Time{}); got != "min-size=0,max-size=1073741824,max-age=7200" {
+	if got := h.limits(nil, time.Time{}); got != "min-size=0,max-size=1073741824,min-append-size=0,max-append-size=1073741824,max-age=7200" {
 		t.Errorf("limits of a new upload: %q", got)
 	}
 	info := handler.FileInfo{Size: 10, Offset: 3}
-	if got := h.limits(&info, time.Now().Add(90*time.Second+500*time.Millisecond)); got != "min-size=0,max-size=1073741824,max-age=90" {
+	if got := h.limits(&info, time.Now().Add(90*time.Second+500*time.Millisecond)); got != "min-size=0,max-size=1073741824,min-append-size=0,max-append-size=1073741824,max-age=90" {
 		t.Errorf("limits of an upload expiring in 90s: %q", got)
 	}
-	if got := h.limits(&info, time.Now().Add(-time.Minute)); got != "min-size=0,max-size=1073741824,max-age=0" {
+	if got := h.limits(&info, time.Now().Add(-time.Minute)); got != "min-size=0,max-size=1073741824,min-append-size=0,max-append-size=1073741824,max-age=0" {
 		t.Errorf("limits of an upload past its expiry: %q", got)
 	}
-	if got := h.limits(&info, time.Time{}); got != "min-size=0,max-size=1073741824" {
+	if got := h.limits(&info, time.Time{}); got != "min-size=0,max-size=1073741824,min-append-size=0,max-append-size=1073741824" {
 		t.Errorf("limits of an upload that does not expire: %q", got)
 	}
-	if got := New(Config{}).limits(nil, time.Time{}); got != "min-size=0" {
+	if got := New(Config{}).limits(nil, time.Time{}); got != "min-size=0,min-append-size=0" {
 		t.Errorf("limits without any: %q", got)
 	}
 }
