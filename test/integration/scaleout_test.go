@@ -104,8 +104,11 @@ func TestClusterStalePatchReleasedByResumeElsewhere(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("resume HEAD on the other instance took %v", took)
 	}
-	if off < 5*MiB || off > 12*MiB {
-		t.Fatalf("offset after release %d, want the saved bytes (5..12 MiB)", off)
+	// How much of the 12 MiB sent the released PATCH had read depends on
+	// the socket buffers (4.8 MiB once, under load): whatever it was, it
+	// was saved, and no more than was sent.
+	if off <= 0 || off > 12*MiB {
+		t.Fatalf("offset after release %d, want the saved bytes (more than 0, at most 12 MiB)", off)
 	}
 	if r := patch(t, on(c.gates[1], loc), off, data[off:]); r.Status != http.StatusNoContent {
 		t.Fatalf("resume: %d %s", r.Status, r.Body)
