@@ -109,22 +109,13 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	}()
 	go func() {
 		defer wg.Done()
-		in := &s3.ListPartsInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID)}
-		var all []types.Part
-		for {
-			out, err := s.Objects.ListParts(ctx, in)
-			if err != nil {
-				partsErr = err
-				return
-			}
-			all = append(all, out.Parts...)
-			if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
-				break
-			}
-			in.PartNumberMarker = out.NextPartNumberMarker
+		listing, err := s.listParts(ctx, key, multipartID)
+		if err != nil {
+			partsErr = err
+			return
 		}
 		var keep []types.Part
-		keep, st.stale = contiguousParts(all)
+		keep, st.stale = contiguousParts(listing.Parts)
 		for _, p := range keep {
 			st.parts = append(st.parts, types.CompletedPart{ETag: p.ETag, PartNumber: p.PartNumber})
 			st.partsSize += aws.ToInt64(p.Size)

@@ -46,6 +46,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,6 +73,7 @@ type API interface {
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 }
 
 // PartUploader sends parts.
@@ -247,30 +249,84 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	return nil
 }
 
+// ConcatUploads assembles the final upload from finished partials. When
+// every partial is at least a part's minimum size, each becomes one part,
+// copied by S3 (UploadPartCopy), and the upload is completed like any other
+// (see complete), with its full-object checksum: s3store would complete it
+// without the parts' checksums, which S3 refuses for an upload created with
+// a checksum algorithm. Smaller partials are joined by s3store in its temp
+// dir and stored with one PutObject.
 func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
 	inner := make([]handler.Upload, len(partials))
+	keys := make([]string, len(partials))
+	small := false
 	for i, p := range partials {
 		w, ok := p.(*upload)
 		if !ok {
 			return fmt.Errorf("s3stream: concatenating an upload of another store (%T)", p)
 		}
-		var err error
+		info, err := w.GetInfo(ctx)
+		if err != nil {
+			return err
+		}
+		small = small || info.Size < u.s.Inner.MinPartSize
+		objectID, _ := layout.SplitID(w.id)
+		keys[i] = u.s.key(objectID)
 		if inner[i], err = w.inner(ctx); err != nil {
 			return err
 		}
 	}
-	final, err := u.inner(ctx)
-	if err != nil {
+	u.st = nil
+	if small || len(partials) == 0 {
+		final, err := u.inner(ctx)
+		if err != nil {
+			return err
+		}
+		return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
+	}
+	objectID, multipartID := layout.SplitID(u.id)
+	key := u.s.key(objectID)
+	parts := make([]types.CompletedPart, len(keys))
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, concatCopies)
+	var wg sync.WaitGroup
+	for i, src := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			n := int32(i + 1)
+			out, err := u.s.Objects.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+				Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
+				PartNumber: aws.Int32(n), CopySource: aws.String(u.s.Inner.Bucket + "/" + src),
+			})
+			if err == nil && (out.CopyPartResult == nil || out.CopyPartResult.ETag == nil) {
+				err = errors.New("S3 answered without an ETag")
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("s3stream: copying %s into part %d of %s: %w", src, n, key, err)
+				return
+			}
+			parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(n)}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	u.st = nil
-	return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
+	return u.s.complete(ctx, key, multipartID, parts)
 }
 
-// FinishUpload completes the multipart upload. A tail left by the last
-// write becomes the last part first: with a length declared after the
-// bytes (Upload-Defer-Length, or the IETF draft's Upload-Complete), the last
-// bytes may sit there, and s3store would complete without them.
+// concatCopies is the most UploadPartCopy requests of one concatenation
+// at once.
+const concatCopies = 8
+
+// FinishUpload completes the multipart upload, with the checksums its
+// creation asked for (see complete). A tail left by the last write becomes
+// the last part first: with a length declared after the bytes
+// (Upload-Defer-Length, or the IETF draft's Upload-Complete), the last
+// bytes may sit there, and s3store would complete without them. An empty
+// upload gets one empty part, as s3store gives it (S3 completes nothing
+// without a part).
 func (u *upload) FinishUpload(ctx context.Context) error {
 	st, err := u.state(ctx)
 	if err != nil {
@@ -280,17 +336,20 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		return nil
 	}
 	objectID, multipartID := layout.SplitID(u.id)
+	key := u.s.key(objectID)
 	if st.info.SizeIsDeferred || st.offset() != st.info.Size {
 		return storeerr.Permanent(fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size))
 	}
 	if len(st.parts) == 0 && st.tail == 0 {
-		// An empty upload: s3store stores an empty part.
-		inner, err := u.inner(ctx)
+		out, err := u.s.Parts.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
+		})
 		if err != nil {
-			return err
+			u.st = nil
+			return fmt.Errorf("s3stream: storing the empty part of %s: %w", objectID, err)
 		}
-		u.st = nil
-		return inner.FinishUpload(ctx)
+		st.parts = []types.CompletedPart{{ETag: out.ETag, PartNumber: aws.Int32(1)}}
 	}
 	if st.tail > 0 || len(st.stale) > 0 {
 		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
@@ -311,19 +370,11 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	if st.staleTail {
 		// Its bytes are in the parts: it counts for nothing, and once the
 		// upload is complete nothing would delete it.
-		u.s.deleteTail(ctx, u.s.key(objectID))
+		u.s.deleteTail(ctx, key)
 	}
-	_, err = u.s.Objects.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket:          aws.String(u.s.Inner.Bucket),
-		Key:             aws.String(u.s.key(objectID)),
-		UploadId:        aws.String(multipartID),
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: st.parts},
-	})
+	err = u.s.complete(ctx, key, multipartID, st.parts)
 	u.st = nil
-	if err != nil {
-		return fmt.Errorf("s3stream: completing %s: %w", objectID, err)
-	}
-	return nil
+	return err
 }
 
 // key is the object key of an upload's objectID (metadata objects share the
