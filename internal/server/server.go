@@ -128,11 +128,16 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	if ttl := cfg.Lifecycle.UploadTTL; ttl > 0 {
 		expires = func(h http.Handler) http.Handler { return lifecycle.UploadExpires(ttl, time.Now, h) }
 	}
+	var sums func(http.Handler) http.Handler
+	if src, ok := b.(objectChecksums); ok {
+		sums = func(h http.Handler) http.Handler { return objectChecksum(src, log, h) }
+	}
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
+		sums,    // nil for backends without object checksums (disk)
 		lockScope,
 		bodyLength,
 	)
