@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -79,5 +80,12 @@ func TestObjectChecksumHeader(t *testing.T) {
 	src.err = errors.New("S3 down")
 	if w := serve(objectChecksum(src, log, headAnswer(200, "3", "3")), http.MethodHead, "/owner/abc+mp", nil); w.Code != 200 || w.Header().Get(objectChecksumHeader) != "" {
 		t.Errorf("failed lookup: %d %q", w.Code, w.Header().Get(objectChecksumHeader))
+	}
+}
+
+// Pages on other origins can read the header.
+func TestObjectChecksumHeaderExposed(t *testing.T) {
+	if !strings.Contains(corsExposeHeaders, objectChecksumHeader) {
+		t.Fatalf("%s is not in Access-Control-Expose-Headers: %s", objectChecksumHeader, corsExposeHeaders)
 	}
 }
