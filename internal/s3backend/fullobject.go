@@ -169,11 +169,17 @@ func objectChecksum(out *s3.HeadObjectOutput) *webhook.Checksum {
 }
 
 // headObject is a HeadObject of the finished object key that asks for its
-// checksum.
+// checksum. An S3 that refuses the question (400 or 501: a HEAD answer has
+// no error code) is asked again without it, so that the events that need
+// the object's ETag never wait for a checksum S3 cannot give.
 func (b *Backend) headObject(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
-	return b.Client.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: aws.String(b.Bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
-	})
+	in := &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled}
+	out, err := b.Client.HeadObject(ctx, in)
+	if status := storeerr.HTTPStatus(err); status == http.StatusBadRequest || status == http.StatusNotImplemented {
+		in.ChecksumMode = ""
+		return b.Client.HeadObject(ctx, in)
+	}
+	return out, err
 }
 
 // ObjectChecksum is the full-object checksum of the finished upload id, as

@@ -15,6 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/webhook"
 )
 
 // fakeCreate is an S3 endpoint for CreateMultipartUpload and PutObject
@@ -222,6 +225,48 @@ func TestObjectChecksum(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// Storage reads the object's checksum, and an S3 that refuses
+// x-amz-checksum-mode on HeadObject still gives the ETag.
+func TestStorageReadsTheChecksum(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		var modes []string
+		var mu sync.Mutex
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			modes = append(modes, r.Header.Get("X-Amz-Checksum-Mode"))
+			mu.Unlock()
+			if refuse && r.Header.Get("X-Amz-Checksum-Mode") != "" {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("ETag", `"e"`)
+			if r.Header.Get("X-Amz-Checksum-Mode") == "ENABLED" {
+				w.Header().Set("X-Amz-Checksum-Crc32", "NSRBwg==")
+				w.Header().Set("X-Amz-Checksum-Type", "FULL_OBJECT")
+			}
+		}))
+		t.Cleanup(srv.Close)
+		client := s3.New(s3.Options{
+			Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true,
+			Credentials:      aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("k", "s", "")),
+			RetryMaxAttempts: 1,
+		})
+		b := &Backend{Client: client, Bucket: "b"}
+		st, err := b.Storage(context.Background(), handler.FileInfo{ID: "o/x+mp", Storage: map[string]string{"Key": "o/x"}}, true)
+		if err != nil {
+			t.Fatalf("refuse=%v: %v", refuse, err)
+		}
+		switch {
+		case st.ETag != `"e"`:
+			t.Errorf("refuse=%v: ETag %q", refuse, st.ETag)
+		case !refuse && (st.Checksum == nil || *st.Checksum != webhook.Checksum{Algorithm: "crc32", Value: "NSRBwg==", Type: "FULL_OBJECT"}):
+			t.Errorf("checksum %+v", st.Checksum)
+		case refuse && (st.Checksum != nil || len(modes) != 2 || modes[1] != ""):
+			t.Errorf("refused: checksum %+v, requests with modes %q", st.Checksum, modes)
 		}
 	}
 }
