@@ -6,9 +6,16 @@
 // took about 40 % of the gateway's CPU in profiles (docs/benchmarks.md). And
 // it reads and deletes the .part tail before its bytes are stored again, so
 // a failure in between loses bytes a client was told are stored. This store
-// takes over GetInfo, WriteChunk, DeclareLength and FinishUpload and hands
-// everything else to s3store, with the same objects: <key> multipart upload,
-// <key>.info and the <key>.part tail.
+// takes over GetInfo, WriteChunk, DeclareLength, FinishUpload and the
+// concatenation of large partials, and hands everything else to s3store,
+// with the same objects: <key> multipart upload, <key>.info and the
+// <key>.part tail.
+//
+// Completion. Every multipart upload is completed here (see complete), with
+// the checksums its creation asked for: s3backend asks for a FULL_OBJECT
+// CRC32, and the completion carries each part's CRC32 and the CRC32 of the
+// whole object, combined from the parts' as S3 lists them, which S3
+// validates and keeps with the object.
 //
 // Offsets. An upload's offset is the size of its parts plus its tail. A
 // tail records where it starts and is kept until a part holds its bytes;
@@ -84,9 +91,9 @@ type PartUploader interface {
 // Store is a tusd data store: s3store with this package's offsets, writes
 // and completion.
 type Store struct {
-	// Inner creates, terminates, concatenates and serves uploads. Its part
-	// sizes (PreferredPartSize, MinPartSize, MaxPartSize,
-	// MaxMultipartParts, MaxObjectSize) are this store's too.
+	// Inner creates, terminates, concatenates small partials and serves
+	// uploads. Its part sizes (PreferredPartSize, MinPartSize,
+	// MaxPartSize, MaxMultipartParts, MaxObjectSize) are this store's too.
 	Inner s3store.S3Store
 	// Objects reads uploads (listing parts with s3backend's repairs),
 	// stores tails (with the configured encryption) and completes uploads.
