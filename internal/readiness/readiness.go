@@ -27,7 +27,14 @@ type Checker struct {
 	probes       map[string]Probe
 	errs         map[string]error
 	live         map[string]func() error
+	notes        []note
 	shuttingDown bool
+}
+
+// note is a remark about a dependency that does not make it unready.
+type note struct {
+	name string
+	text func() string
 }
 
 // New returns a Checker with no dependencies; it is ready until one is added.
@@ -55,6 +62,30 @@ func (c *Checker) AddLive(name string, state func() error) {
 	defer c.mu.Unlock()
 	c.names = append(c.names, name)
 	c.live[name] = state
+}
+
+// AddNote registers a remark about a dependency that leaves it ready, such
+// as a feature it lacks (text returns "" while there is nothing to say).
+// Detailed lists the remarks under its status line; the public answer
+// never shows them.
+func (c *Checker) AddNote(name string, text func() string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notes = append(c.notes, note{name, text})
+}
+
+// Notes returns the current remarks, one "<dependency>: <text>" each.
+func (c *Checker) Notes() []string {
+	c.mu.Lock()
+	notes := append([]note(nil), c.notes...)
+	c.mu.Unlock()
+	var out []string
+	for _, n := range notes {
+		if t := n.text(); t != "" {
+			out = append(out, n.name+": "+t)
+		}
+	}
+	return out
 }
 
 // Set records a dependency's state as observed elsewhere.
@@ -192,12 +223,13 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Detailed answers like ServeHTTP, but with the failing dependency's error
-// (Status), for the private metrics listener.
+// (Status) and, on further lines, the remarks (Notes), for the private
+// metrics listener.
 func (c *Checker) Detailed() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(w, c.Status) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serve(w, c.Status, c.Notes()...) })
 }
 
-func serve(w http.ResponseWriter, status func() (bool, string)) {
+func serve(w http.ResponseWriter, status func() (bool, string), notes ...string) {
 	ok, reason := status()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -206,6 +238,9 @@ func serve(w http.ResponseWriter, status func() (bool, string)) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	fmt.Fprintln(w, reason)
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
 }
 
 // NotChecked is the initial state for a dependency not probed yet.

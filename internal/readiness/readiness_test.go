@@ -80,3 +80,31 @@ func TestPublicAnswerHidesDetails(t *testing.T) {
 		}
 	}
 }
+
+// Notes leave the state ready and appear only in the detailed answer,
+// under its status line, while their text is not empty.
+func TestNotes(t *testing.T) {
+	c := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.Add("s3", func(context.Context) error { return nil }, nil)
+	text := ""
+	c.AddNote("s3", func() string { return text })
+	answer := func(h http.Handler) (int, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := answer(c.Detailed()); code != 200 || body != "ok\n" {
+		t.Fatalf("no note: %d %q", code, body)
+	}
+	text = "finished objects get no full-object checksum"
+	if code, body := answer(c.Detailed()); code != 200 || body != "ok\ns3: finished objects get no full-object checksum\n" {
+		t.Fatalf("detailed with a note: %d %q", code, body)
+	}
+	if code, body := answer(c); code != 200 || body != "ok\n" {
+		t.Fatalf("public with a note: %d %q", code, body)
+	}
+	c.Set("s3", errors.New("down"))
+	if code, body := answer(c.Detailed()); code != 503 || body != "s3: down\ns3: finished objects get no full-object checksum\n" {
+		t.Fatalf("not ready with a note: %d %q", code, body)
+	}
+}

@@ -25,7 +25,8 @@ import (
 //     the sanitised file name, and the configured storage class and
 //     server-side encryption. s3store itself passes a lossy copy of the
 //     metadata ("?" for every non-ASCII character) and nothing else;
-//     internal/safestore hands the original over in the context.
+//     internal/safestore hands the original over in the context. Both ask
+//     for a full-object CRC32 of the finished object (see fullObject).
 //   - PutObject of .info and .part objects: the configured server-side
 //     encryption (they hold metadata and data too).
 //   - ListParts: listings of uploads seen before continue after the parts
@@ -35,6 +36,7 @@ type GuardedClient struct {
 	*s3.Client
 	log      *slog.Logger
 	settings objectSettings
+	sums     *fullObject
 
 	// listed caches uploads' contiguous parts (see ListParts).
 	listed *listCache
@@ -48,7 +50,7 @@ type objectSettings struct {
 }
 
 func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *GuardedClient {
-	return &GuardedClient{Client: client, log: log, settings: settings, listed: newListCache(listCacheSize)}
+	return &GuardedClient{Client: client, log: log, settings: settings, sums: newFullObject(client, log), listed: newListCache(listCacheSize)}
 }
 
 func (c *GuardedClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
@@ -83,12 +85,18 @@ func (c *GuardedClient) CreateMultipartUpload(ctx context.Context, in *s3.Create
 			in.SSEKMSKeyId = aws.String(c.settings.SSEKMSKeyID)
 		}
 	}
-	return c.Client.CreateMultipartUpload(ctx, in, opts...)
+	return c.createMultipartUpload(ctx, in, opts...)
 }
 
 // finalObject sets on a PutObject of a finished upload (s3store's
-// concatenation of small partials) what CreateMultipartUpload sets.
+// concatenation of small partials) what CreateMultipartUpload sets. Its
+// CRC32, which S3 checks and keeps as the object's full-object checksum,
+// the SDK computes from the body (s3store sends a file); it is off only
+// where request checksums are.
 func (c *GuardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) {
+	if c.Client.Options().RequestChecksumCalculation != aws.RequestChecksumCalculationWhenRequired {
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
+	}
 	meta := metadata.FromContext(ctx)
 	if meta == nil {
 		return

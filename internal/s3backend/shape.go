@@ -38,17 +38,19 @@ func (b *Backend) Prefix() string {
 }
 
 // Storage implements backend.Backend: bucket and key, and with object the
-// finished object's ETag.
+// finished object's ETag and the checksum S3 keeps with it (see
+// objectChecksum).
 func (b *Backend) Storage(ctx context.Context, info handler.FileInfo, object bool) (webhook.Storage, error) {
 	st := webhook.Storage{Type: "s3", Bucket: b.Bucket, Key: info.Storage["Key"]}
 	if !object || st.Key == "" {
 		return st, nil
 	}
-	out, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(st.Key)})
+	out, err := b.headObject(ctx, st.Key)
 	if err != nil {
 		return st, err
 	}
 	st.ETag = aws.ToString(out.ETag)
+	st.Checksum = objectChecksum(out)
 	return st, nil
 }
 

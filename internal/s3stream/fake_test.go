@@ -69,11 +69,15 @@ type fakeS3 struct {
 	ops       map[string]int
 	attempts  map[string]int
 	partCalls []partCall
+	sums      fakeSums
 }
 
 type fakeMultipart struct {
 	key   string
 	parts map[int32][]byte
+	// what CreateMultipartUpload asked for (see fake_sums_test.go)
+	algo  types.ChecksumAlgorithm
+	ctype types.ChecksumType
 }
 
 // partCall records one UploadPart call.
@@ -289,12 +293,9 @@ func (f *fakeS3) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...f
 	}
 	slices.Sort(nums)
 	out := &s3.ListPartsOutput{Bucket: in.Bucket, Key: in.Key, UploadId: in.UploadId, MaxParts: aws.Int32(page)}
+	out.ChecksumAlgorithm, out.ChecksumType = mp.algo, mp.ctype
 	for _, n := range nums[:min(len(nums), int(page))] {
-		out.Parts = append(out.Parts, types.Part{
-			PartNumber: aws.Int32(n),
-			Size:       aws.Int64(int64(len(mp.parts[n]))),
-			ETag:       aws.String(etagOf(mp.parts[n])),
-		})
+		out.Parts = append(out.Parts, mp.listed(n))
 	}
 	if len(out.Parts) > 0 {
 		out.NextPartNumberMarker = aws.String(strconv.Itoa(int(*out.Parts[len(out.Parts)-1].PartNumber)))
@@ -393,10 +394,14 @@ func (f *fakeS3) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipa
 	if err := f.begin("CreateMultipartUpload", in.Bucket, key); err != nil {
 		return nil, err
 	}
+	mp := &fakeMultipart{key: key, parts: map[int32][]byte{}}
+	if err := mp.ask(in); err != nil {
+		return nil, err
+	}
 	f.nextID++
 	id := fmt.Sprintf("mpu%d", f.nextID)
-	f.uploads[id] = &fakeMultipart{key: key, parts: map[int32][]byte{}}
-	return &s3.CreateMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key, UploadId: aws.String(id)}, nil
+	f.uploads[id] = mp
+	return &s3.CreateMultipartUploadOutput{Bucket: in.Bucket, Key: in.Key, UploadId: aws.String(id), ChecksumAlgorithm: mp.algo, ChecksumType: mp.ctype}, nil
 }
 
 func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
@@ -446,6 +451,9 @@ func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 		}
 		obj = append(obj, data...)
 		sizes = append(sizes, int64(len(data)))
+	}
+	if err := f.sums.complete(mp, in, obj); err != nil {
+		return nil, err
 	}
 	f.objects[key] = obj
 	f.meta[key] = nil

@@ -114,21 +114,12 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	}()
 	go func() {
 		defer wg.Done()
-		in := &s3.ListPartsInput{Bucket: aws.String(s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID)}
-		var all []types.Part
-		for {
-			out, err := s.Objects.ListParts(ctx, in)
-			if err != nil {
-				partsErr = err
-				return
-			}
-			all = append(all, out.Parts...)
-			if !aws.ToBool(out.IsTruncated) || out.NextPartNumberMarker == nil {
-				break
-			}
-			in.PartNumberMarker = out.NextPartNumberMarker
+		listing, err := s.listParts(ctx, key, multipartID)
+		if err != nil {
+			partsErr = err
+			return
 		}
-		listed, st.stale = contiguousParts(all)
+		listed, st.stale = contiguousParts(listing.Parts)
 	}()
 	go func() {
 		defer wg.Done()

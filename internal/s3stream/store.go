@@ -6,9 +6,16 @@
 // took about 40 % of the gateway's CPU in profiles (docs/benchmarks.md). And
 // it reads and deletes the .part tail before its bytes are stored again, so
 // a failure in between loses bytes a client was told are stored. This store
-// takes over GetInfo, WriteChunk, DeclareLength and FinishUpload and hands
-// everything else to s3store, with the same objects: <key> multipart upload,
-// <key>.info and the <key>.part tail.
+// takes over GetInfo, WriteChunk, DeclareLength, FinishUpload and the
+// concatenation of large partials, and hands everything else to s3store,
+// with the same objects: <key> multipart upload, <key>.info and the
+// <key>.part tail.
+//
+// Completion. Every multipart upload is completed here (see complete), with
+// the checksums its creation asked for: s3backend asks for a FULL_OBJECT
+// CRC32, and the completion carries each part's CRC32 and the CRC32 of the
+// whole object, combined from the parts' as S3 lists them, which S3
+// validates and keeps with the object.
 //
 // Offsets. An upload's offset is the size of its parts plus its tail. A
 // tail records where it starts and is kept until a part holds its bytes;
@@ -46,6 +53,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,6 +80,7 @@ type API interface {
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 }
 
 // PartUploader sends parts.
@@ -82,9 +91,9 @@ type PartUploader interface {
 // Store is a tusd data store: s3store with this package's offsets, writes
 // and completion.
 type Store struct {
-	// Inner creates, terminates, concatenates and serves uploads. Its part
-	// sizes (PreferredPartSize, MinPartSize, MaxPartSize,
-	// MaxMultipartParts, MaxObjectSize) are this store's too.
+	// Inner creates, terminates, concatenates small partials and serves
+	// uploads. Its part sizes (PreferredPartSize, MinPartSize,
+	// MaxPartSize, MaxMultipartParts, MaxObjectSize) are this store's too.
 	Inner s3store.S3Store
 	// Objects reads uploads (listing parts with s3backend's repairs),
 	// stores tails (with the configured encryption) and completes uploads.
@@ -256,30 +265,84 @@ func (s *Store) writeInfo(ctx context.Context, info handler.FileInfo) error {
 	return nil
 }
 
+// ConcatUploads assembles the final upload from finished partials. When
+// every partial is at least a part's minimum size, each becomes one part,
+// copied by S3 (UploadPartCopy), and the upload is completed like any other
+// (see complete), with its full-object checksum: s3store would complete it
+// without the parts' checksums, which S3 refuses for an upload created with
+// a checksum algorithm. Smaller partials are joined by s3store in its temp
+// dir and stored with one PutObject.
 func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
 	inner := make([]handler.Upload, len(partials))
+	keys := make([]string, len(partials))
+	small := false
 	for i, p := range partials {
 		w, ok := p.(*upload)
 		if !ok {
 			return fmt.Errorf("s3stream: concatenating an upload of another store (%T)", p)
 		}
-		var err error
+		info, err := w.GetInfo(ctx)
+		if err != nil {
+			return err
+		}
+		small = small || info.Size < u.s.Inner.MinPartSize
+		objectID, _ := layout.SplitID(w.id)
+		keys[i] = u.s.key(objectID)
 		if inner[i], err = w.inner(ctx); err != nil {
 			return err
 		}
 	}
-	final, err := u.inner(ctx)
-	if err != nil {
+	u.st = nil
+	if small || len(partials) == 0 {
+		final, err := u.inner(ctx)
+		if err != nil {
+			return err
+		}
+		return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
+	}
+	objectID, multipartID := layout.SplitID(u.id)
+	key := u.s.key(objectID)
+	parts := make([]types.CompletedPart, len(keys))
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, concatCopies)
+	var wg sync.WaitGroup
+	for i, src := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			n := int32(i + 1)
+			out, err := u.s.Objects.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+				Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
+				PartNumber: aws.Int32(n), CopySource: aws.String(u.s.Inner.Bucket + "/" + src),
+			})
+			if err == nil && (out.CopyPartResult == nil || out.CopyPartResult.ETag == nil) {
+				err = errors.New("S3 answered without an ETag")
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("s3stream: copying %s into part %d of %s: %w", src, n, key, err)
+				return
+			}
+			parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(n)}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	u.st = nil
-	return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
+	return u.s.complete(ctx, key, multipartID, parts)
 }
 
-// FinishUpload completes the multipart upload. A tail left by the last
-// write becomes the last part first: with a length declared after the
-// bytes (Upload-Defer-Length, or the IETF draft's Upload-Complete), the last
-// bytes may sit there, and s3store would complete without them.
+// concatCopies is the most UploadPartCopy requests of one concatenation
+// at once.
+const concatCopies = 8
+
+// FinishUpload completes the multipart upload, with the checksums its
+// creation asked for (see complete). A tail left by the last write becomes
+// the last part first: with a length declared after the bytes
+// (Upload-Defer-Length, or the IETF draft's Upload-Complete), the last
+// bytes may sit there, and s3store would complete without them. An empty
+// upload gets one empty part, as s3store gives it (S3 completes nothing
+// without a part).
 func (u *upload) FinishUpload(ctx context.Context) error {
 	st, err := u.state(ctx)
 	if err != nil {
@@ -289,17 +352,20 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		return nil
 	}
 	objectID, multipartID := layout.SplitID(u.id)
+	key := u.s.key(objectID)
 	if st.info.SizeIsDeferred || st.offset() != st.info.Size {
 		return storeerr.Permanent(fmt.Errorf("s3stream: finishing %s at offset %d of %d", objectID, st.offset(), st.info.Size))
 	}
 	if len(st.parts) == 0 && st.tail == 0 {
-		// An empty upload: s3store stores an empty part.
-		inner, err := u.inner(ctx)
+		out, err := u.s.Parts.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
+		})
 		if err != nil {
-			return err
+			u.st = nil
+			return fmt.Errorf("s3stream: storing the empty part of %s: %w", objectID, err)
 		}
-		u.st = nil
-		return inner.FinishUpload(ctx)
+		st.parts = []types.CompletedPart{{ETag: out.ETag, PartNumber: aws.Int32(1)}}
 	}
 	if st.tail > 0 || len(st.stale) > 0 || st.pending {
 		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
@@ -320,19 +386,11 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	if st.staleTail {
 		// Its bytes are in the parts: it counts for nothing, and once the
 		// upload is complete nothing would delete it.
-		u.s.deleteTail(ctx, u.s.key(objectID))
+		u.s.deleteTail(ctx, key)
 	}
-	_, err = u.s.Objects.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket:          aws.String(u.s.Inner.Bucket),
-		Key:             aws.String(u.s.key(objectID)),
-		UploadId:        aws.String(multipartID),
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: st.parts},
-	})
+	err = u.s.complete(ctx, key, multipartID, st.parts)
 	u.st = nil
-	if err != nil {
-		return fmt.Errorf("s3stream: completing %s: %w", objectID, err)
-	}
-	return nil
+	return err
 }
 
 // key is the object key of an upload's objectID (metadata objects share the

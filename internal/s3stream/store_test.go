@@ -46,13 +46,15 @@ type env struct {
 }
 
 // newEnv returns a Store on a fake S3 with parts of testPartSize bytes and
-// a minimum part size of testMinPart bytes. opts adjust s3store.
+// a minimum part size of testMinPart bytes. Its uploads are created asking
+// for a FULL_OBJECT CRC32, as s3backend's client asks (withoutChecksums
+// undoes that). opts adjust s3store.
 func newEnv(t *testing.T, stream bool, opts ...func(*s3store.S3Store)) *env {
 	t.Helper()
 	f := newFakeS3(testBucket)
 	f.minPart = testMinPart
 	f.pageSize = 3
-	inner := s3store.New(testBucket, f)
+	inner := s3store.New(testBucket, fullObjectAsker{f})
 	inner.PreferredPartSize = testPartSize
 	inner.MinPartSize = testMinPart
 	inner.TemporaryDirectory = t.TempDir()
@@ -246,6 +248,7 @@ func (e *env) checkObject(id string, want []byte) {
 	if tail, ok := e.s3.object(e.key(id) + ".part"); ok {
 		e.t.Errorf("a .part tail of %d bytes is left", len(tail))
 	}
+	e.checkFullObject(id, want)
 }
 
 // counter reads a counter of the store's metrics.
@@ -567,9 +570,13 @@ func TestDeferredLengthDeclaredAtOffsetWithTail(t *testing.T) {
 }
 
 // TestDeferredLengthDeclaredAtOffsetReference runs the same requests
-// against s3store alone, which stores the whole upload.
+// against s3store alone, which stores the whole upload. (It completes
+// without the parts' checksums, so its uploads are created without.)
 func TestDeferredLengthDeclaredAtOffsetReference(t *testing.T) {
-	runDeferred(t, lengthAtOffsetWithTail, func(e *env) core { return e.store.Inner })
+	runDeferred(t, lengthAtOffsetWithTail, func(e *env) core {
+		withoutChecksums(&e.store.Inner)
+		return e.store.Inner
+	})
 }
 
 // TestDeferredLengthUploadCompleteWithTail: IETF draft (tusgate's
@@ -984,7 +991,9 @@ func TestBufferBudgetMixed(t *testing.T) {
 }
 
 // TestFinishUsesStoredParts: FinishUpload after WriteChunk on the same
-// upload object completes with the parts written, without listing them.
+// upload object completes with the parts written. It lists them once, for
+// the checksums S3 recorded (see complete), and not again to learn the
+// parts.
 func TestFinishUsesStoredParts(t *testing.T) {
 	forModes(t, func(t *testing.T, stream bool) {
 		for _, first := range []int64{150, 100, 10} {
@@ -1025,8 +1034,8 @@ func TestFinishUsesStoredParts(t *testing.T) {
 					if got := e.s3.count("CompleteMultipartUpload") - completes; got != 1 {
 						t.Errorf("%d CompleteMultipartUpload calls, want 1", got)
 					}
-					if got := e.s3.count("ListParts") - afterWrite; got != 0 {
-						t.Errorf("FinishUpload listed parts %d times", got)
+					if got := e.s3.count("ListParts") - afterWrite; got != 1 {
+						t.Errorf("FinishUpload listed parts %d times, want 1", got)
 					}
 					if first == 150 && afterWrite != lists {
 						t.Errorf("a write from offset 0 listed parts %d times", afterWrite-lists)

@@ -151,6 +151,10 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		})
 		draft = func(h http.Handler) http.Handler { return ietfdraft.Route(d, h) }
 	}
+	var sums func(http.Handler) http.Handler
+	if src, ok := b.(objectChecksums); ok {
+		sums = func(h http.Handler) http.Handler { return objectChecksum(src, log, h) }
+	}
 	uploads := chain(tus,
 		func(h http.Handler) http.Handler { return cors(cfg.CORSOrigins, cfg.BehindProxy, h) },
 		authenticate, // nil without authentication
@@ -158,6 +162,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		func(h http.Handler) http.Handler { return checkRequestHeaders(cfg.IETFDraft, cfg.BasePath, h) },
 		expires, // nil without --upload-ttl
 		checksum.Middleware,
+		sums, // nil for backends without object checksums (disk)
 		lockScope,
 		bodyLength,
 		draft, // nil with --ietf-draft=false

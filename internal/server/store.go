@@ -55,6 +55,9 @@ func (s *Server) openBackend(ctx context.Context, lookupEnv func(string) (string
 		s.log.Warn("the storage backend is not reachable yet; starting anyway, /readyz answers 503 until it is", "backend", b.Name(), "reason", err.Error())
 	}
 	s.ready.Add(b.Name(), b.Check, err)
+	if n, ok := b.(interface{ ChecksumNote() string }); ok {
+		s.ready.AddNote(b.Name(), n.ChecksumNote)
+	}
 	return b, nil
 }
 

@@ -94,6 +94,23 @@ type Storage struct {
 	Bucket string `json:"bucket,omitempty"`
 	Key    string `json:"key,omitempty"` // S3 object key, or path relative to the data dir
 	ETag   string `json:"etag,omitempty"`
+	// Checksum is the checksum S3 keeps with the finished object (in
+	// upload.finished events), if any.
+	Checksum *Checksum `json:"checksum,omitempty"`
+}
+
+// Checksum is a checksum S3 keeps with an object and reports to HeadObject
+// with ChecksumMode ENABLED.
+type Checksum struct {
+	// Algorithm is S3's, in lower case: crc32 (what tusgate asks for),
+	// crc32c, crc64nvme, sha256 or sha1.
+	Algorithm string `json:"algorithm"`
+	// Value is the checksum as S3 gives it: its bytes (big-endian) in
+	// standard base64; a COMPOSITE one ends in "-<number of parts>".
+	Value string `json:"value"`
+	// Type is FULL_OBJECT (of the object's bytes, comparable with a local
+	// file's) or COMPOSITE (of the parts' checksums); "" if S3 did not say.
+	Type string `json:"type"`
 }
 
 // idEncoding renders event IDs: lower-case base32 without padding, so that
