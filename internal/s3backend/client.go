@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/metadata"
 )
 
@@ -47,6 +48,10 @@ type objectSettings struct {
 	StorageClass string // finished objects only
 	SSE          string // "", AES256, aws:kms
 	SSEKMSKeyID  string
+	// Prefix is the key prefix of uploads ("" or ending in "/"): an
+	// object key minus it, "+" and the multipart upload ID make the
+	// upload's ID (see ListParts).
+	Prefix string
 }
 
 func newGuardedClient(client *s3.Client, log *slog.Logger, settings objectSettings) *GuardedClient {
@@ -117,17 +122,25 @@ func (c *GuardedClient) finalObject(ctx context.Context, in *s3.PutObjectInput) 
 //
 // The run of parts 1…k without a gap listed before is still there: parts
 // are only ever added after it (writers number new parts from such a
-// listing, and repairs only blank parts past a gap), by any instance, and a
+// listing, and repairs blank only parts past a gap or provisional ones,
+// which the run never holds: see TrimListed), by any instance, and a
 // completed or aborted upload answers NoSuchUpload whatever the marker. So
 // the listing continues after part k, which keeps a HEAD on an upload of
 // thousands of parts to one short request on S3s that seek to the marker.
+// Only a request that holds the upload's lock (internal/lockscope) uses
+// and teaches the cache: a listing without it may race with a write that
+// blanks the parts it lists.
 func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	if in.MaxParts != nil && *in.MaxParts == 0 {
 		// An existence probe (GetReader), not a listing.
 		return c.Client.ListParts(ctx, in, opts...)
 	}
 	cacheKey := aws.ToString(in.Key) + "\x00" + aws.ToString(in.UploadId)
-	known := c.listed.get(cacheKey)
+	locked := lockscope.Holds(ctx, strings.TrimPrefix(aws.ToString(in.Key), c.settings.Prefix)+"+"+aws.ToString(in.UploadId))
+	var known []types.Part
+	if locked {
+		known = c.listed.get(cacheKey)
+	}
 	req := *in
 	all := slices.Clone(known)
 	if len(known) > 0 && in.PartNumberMarker == nil {
@@ -151,7 +164,7 @@ func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, op
 		}
 		req.PartNumberMarker = out.NextPartNumberMarker
 	}
-	if in.PartNumberMarker == nil {
+	if in.PartNumberMarker == nil && locked {
 		c.listed.put(cacheKey, contiguousRun(all))
 	}
 	out := *first
@@ -159,6 +172,14 @@ func (c *GuardedClient) ListParts(ctx context.Context, in *s3.ListPartsInput, op
 	out.IsTruncated = aws.Bool(false)
 	out.NextPartNumberMarker = nil
 	return &out, nil
+}
+
+// TrimListed keeps at most the first n parts of the cached run of the
+// upload at key: the parts after them are provisional (a write whose body
+// states a checksum, internal/s3stream), and may be blanked and written
+// again.
+func (c *GuardedClient) TrimListed(key, uploadID string, n int) {
+	c.listed.trim(key+"\x00"+uploadID, n)
 }
 
 // contiguousRun returns the parts 1, 2, … k of parts (sorted by number)

@@ -73,3 +73,12 @@ func (c *listCache) dropLocked(key string) {
 		delete(c.items, key)
 	}
 }
+
+// trim keeps at most the first n parts of key's run.
+func (c *listCache) trim(key string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.items[key]; e != nil && len(e.parts) > n {
+		e.parts = e.parts[:max(n, 0)]
+	}
+}

@@ -105,7 +105,11 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 		return nil, err
 	}
 
-	objects := newGuardedClient(client, log, objectSettings{StorageClass: s.StorageClass, SSE: s.SSE, SSEKMSKeyID: s.SSEKMSKeyID})
+	prefix := strings.Trim(s.ObjectPrefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	objects := newGuardedClient(client, log, objectSettings{StorageClass: s.StorageClass, SSE: s.SSE, SSEKMSKeyID: s.SSEKMSKeyID, Prefix: prefix})
 	store := s3store.New(s.Bucket, objects)
 	store.ObjectPrefix = strings.Trim(s.ObjectPrefix, "/")
 	store.PreferredPartSize = s.PartSize

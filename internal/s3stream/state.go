@@ -164,8 +164,12 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 		return st, storeerr.Permanent(fmt.Errorf("s3stream: the info of %s: %w", objectID, err))
 	} else if ok {
 		// The parts after the first n are provisional: stale until a
-		// write under the lock blanks them (or settle commits them).
+		// write under the lock blanks them (or settle commits them). A
+		// cache of the listing must not take them for good ones.
 		st.pending = true
+		if t, ok := s.Objects.(listTrimmer); ok {
+			t.TrimListed(key, multipartID, n)
+		}
 		for _, p := range listed[min(n, len(listed)):] {
 			st.stale = append(st.stale, aws.ToInt32(p.PartNumber))
 		}
@@ -197,6 +201,12 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 	}
 	st.info.Offset = st.offset()
 	return st, nil
+}
+
+// listTrimmer is an Objects client that caches listings (s3backend's
+// GuardedClient).
+type listTrimmer interface {
+	TrimListed(key, uploadID string, n int)
 }
 
 // contiguousParts splits parts into the run 1, 2, … k of non-empty parts
