@@ -280,9 +280,30 @@ export class TusFile {
         this.setState("success", "Done");
         this.event("success");
         this.ui.success();
+        this.showObjectChecksum();
       },
       onError: (err) => this.failed(err),
     });
+  }
+
+  // showObjectChecksum reads the finished object's checksum, which S3
+  // validated when it assembled the object (Upload-Object-Checksum on
+  // HEAD; docs/integrity.md), and shows it next to the file. A store
+  // without one (the disk) shows nothing.
+  async showObjectChecksum() {
+    try {
+      const headers = { "Tus-Resumable": "1.0.0" };
+      const token = await this.auth.getToken();
+      if (token) headers.Authorization = `Bearer ${token}`;
+      const res = await fetch(this.upload.url, { method: "HEAD", headers });
+      const sum = res.ok ? res.headers.get("Upload-Object-Checksum") : null;
+      if (!sum) return;
+      const [alg, value] = sum.split(" ");
+      this.ui.note?.(`${alg.toUpperCase()} of the stored object: ${value}`);
+      this.event("checksum", { checksum: sum });
+    } catch (err) {
+      console.warn("tusgate: reading the object's checksum", err);
+    }
   }
 
   event(type, extra = {}) {
