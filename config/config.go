@@ -43,6 +43,9 @@ type Config struct {
 	DisableDownload bool
 	// IETFDraft accepts the IETF resumable-upload draft next to tus 1.0.
 	IETFDraft bool
+	// ObjectSHA256 computes the SHA-256 of every upload as its bytes
+	// arrive (internal/objsha), reported when it is finished.
+	ObjectSHA256 bool
 	// LogFormat is "text" or "json".
 	LogFormat string
 	// LogLevel is the minimum level logged.

@@ -35,7 +35,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:8080" || cfg.BasePath != "/files/" || cfg.DataDir != "./data" ||
-		cfg.MaxSize != 5*TiB || cfg.MaxMetadataSize != 4*KiB || !cfg.IETFDraft ||
+		cfg.MaxSize != 5*TiB || cfg.MaxMetadataSize != 4*KiB || !cfg.IETFDraft || cfg.ObjectSHA256 ||
 		cfg.ShutdownTimeout != 25*time.Second || cfg.UsesS3() || len(cfg.CORSOrigins) != 0 {
 		t.Fatalf("unexpected defaults: %+v", cfg)
 	}
@@ -72,6 +72,28 @@ s3-concurrent-part-uploads: 3
 	}
 	if cfg.S3.Bucket != "bkt" || cfg.S3.PartSize != 8*MiB || cfg.S3.BufferMemory != 64*MiB {
 		t.Errorf("env bucket or default part size lost: %+v", cfg.S3)
+	}
+}
+
+// --object-sha256 from each source.
+func TestObjectSHA256(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		file string
+	}{
+		{args: []string{"--object-sha256"}},
+		{env: []string{"TUSGATE_OBJECT_SHA256", "true"}},
+		{file: "object-sha256: true\n"},
+	} {
+		args := append([]string{"--insecure-no-auth"}, tc.args...)
+		if tc.file != "" {
+			args = append(args, "--config", writeFile(t, tc.file))
+		}
+		cfg, err := Load(args, env(tc.env...))
+		if err != nil || !cfg.ObjectSHA256 {
+			t.Errorf("%+v: ObjectSHA256 %v, %v", tc, cfg != nil && cfg.ObjectSHA256, err)
+		}
 	}
 }
 

@@ -53,6 +53,7 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.BoolVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go profiles under /debug/pprof/ on --metrics-listen (which it needs)")
 	fs.BoolVar(&cfg.DisableDownload, "disable-download", cfg.DisableDownload, "refuse GET requests for uploads")
 	fs.BoolVar(&cfg.IETFDraft, "ietf-draft", cfg.IETFDraft, "also accept the IETF resumable-upload draft protocol")
+	fs.BoolVar(&cfg.ObjectSHA256, "object-sha256", cfg.ObjectSHA256, "compute the SHA-256 of every upload as it arrives (costs CPU per byte; see docs/integrity.md)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text or json")
 	fs.TextVar(&cfg.LogLevel, "log-level", &cfg.LogLevel, "minimum log `level`: debug, info, warn, error")
 	fs.Var(durationValue{&cfg.ShutdownTimeout}, "shutdown-timeout", "total `duration` a graceful stop may take")

@@ -3,12 +3,14 @@ package s3stream
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -124,6 +126,12 @@ func TestAcknowledgedOffsetNeverGoesBack(t *testing.T) {
 				t.Fatalf("seed %d: no object after the upload: %v", seed, history)
 			}
 			checkBytes(t, fmt.Sprintf("seed %d object", seed), got, data)
+			// Whatever died where, a SHA-256 recorded is the object's.
+			if sum, ok := objsha.Sum(e.rawInfo(id)); ok {
+				if want := sha256.Sum256(data); !objsha.Equal(sum, want[:]) {
+					t.Fatalf("seed %d: the .info records SHA-256 %x, the object has %x; requests: %v", seed, sum, want, history)
+				}
+			}
 		}
 	})
 }

@@ -44,6 +44,10 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 		if err := w.readTail(ctx, w.first[:w.st.tail]); err != nil {
 			return err
 		}
+		if w.sha != nil {
+			w.sha.Write(w.first[:w.st.tail])
+			w.tailHashed = true
+		}
 		pre = w.st.tail
 	}
 	for {
@@ -87,6 +91,7 @@ func (w *writer) write(ctx context.Context, end int64) (err error) {
 		if err != nil {
 			return err
 		}
+		w.markPart(start + n)
 		f := w.send(ctx, number, buf[:n], pre, extra)
 		pre = 0
 		if !w.fillPart(f) {

@@ -52,7 +52,7 @@ func TestFullObjectAcrossInstances(t *testing.T) {
 // fresh is another store on the same S3, as another instance would have.
 func (e *env) fresh() *Store {
 	s := e.store
-	return &Store{Inner: s.Inner, Objects: s.Objects, Parts: s.Parts, Stream: s.Stream, Parallel: s.Parallel, Buffers: s.Buffers, Log: s.Log}
+	return &Store{Inner: s.Inner, Objects: s.Objects, Parts: s.Parts, Stream: s.Stream, Parallel: s.Parallel, ObjectSHA256: s.ObjectSHA256, Buffers: s.Buffers, Log: s.Log}
 }
 
 // A CompleteMultipartUpload that failed is repeated later (safestore's

@@ -63,6 +63,8 @@ type fakeS3 struct {
 	mu        sync.Mutex
 	objects   map[string][]byte
 	meta      map[string]map[string]string // user metadata of objects
+	tags      map[string]map[string]string // tags of objects
+	gets      map[string]int               // GetObject calls by key
 	uploads   map[string]*fakeMultipart
 	completed map[string][]int64 // key: sizes of the parts it was completed from
 	nextID    int
@@ -106,6 +108,8 @@ func newFakeS3(bucket string) *fakeS3 {
 		opsLeft:   -1,
 		objects:   map[string][]byte{},
 		meta:      map[string]map[string]string{},
+		tags:      map[string]map[string]string{},
+		gets:      map[string]int{},
 		uploads:   map[string]*fakeMultipart{},
 		completed: map[string][]int64{},
 		ops:       map[string]int{},
@@ -333,6 +337,7 @@ func (f *fakeS3) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...f
 	if err := f.begin("GetObject", in.Bucket, key); err != nil {
 		return nil, err
 	}
+	f.gets[key]++
 	data, ok := f.objects[key]
 	if !ok {
 		return nil, &types.NoSuchKey{Message: aws.String(key)}

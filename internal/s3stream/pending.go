@@ -59,6 +59,8 @@ func (s *Store) clearPending(ctx context.Context, st *state) error {
 	info := st.info
 	info.Storage = maps.Clone(info.Storage)
 	delete(info.Storage, pendingKey)
+	// The parts count from now on: so does the running state at their end.
+	info = withSHA(st, info)
 	if err := s.writeInfo(ctx, info); err != nil {
 		return fmt.Errorf("s3stream: committing the parts of a checked write: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
@@ -51,6 +52,10 @@ type state struct {
 	// died before it knew. They are stale until repaired.
 	pending   bool
 	completed bool // the multipart upload was completed (or aborted)
+	// hashing: the upload keeps a running SHA-256 (see sha.go); sha is its
+	// state at the end of the parts, nil if lost.
+	hashing bool
+	sha     *objsha.Snapshot
 }
 
 // offset is how many bytes of the upload are stored.
@@ -199,6 +204,7 @@ func (s *Store) fetchState(ctx context.Context, id string) (state, error) {
 			return st, storeerr.Permanent(fmt.Errorf("s3stream: the tail of %s starts at %d, after the %d bytes in parts", objectID, start, st.partsSize))
 		}
 	}
+	s.resumeSHA(&st)
 	st.info.Offset = st.offset()
 	return st, nil
 }

@@ -17,6 +17,10 @@
 // whole object, combined from the parts' as S3 lists them, which S3
 // validates and keeps with the object.
 //
+// SHA-256. With ObjectSHA256 (and for uploads that stated a Repr-Digest)
+// the SHA-256 of the whole upload is computed as its bytes arrive, and
+// recorded in the .info before the upload is completed (see sha.go).
+//
 // Offsets. An upload's offset is the size of its parts plus its tail. A
 // tail records where it starts and is kept until a part holds its bytes;
 // from then on it is stale and does not count (see state). Every byte a
@@ -60,6 +64,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -75,6 +80,7 @@ import (
 type API interface {
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	PutObjectTagging(ctx context.Context, in *s3.PutObjectTaggingInput, opts ...func(*s3.Options)) (*s3.PutObjectTaggingOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
@@ -113,12 +119,17 @@ type Store struct {
 	// --max-size); 0: s3store's MaxObjectSize. Uploads of unknown length
 	// are planned to reach it.
 	MaxSize int64
-	Buffers *Buffers
-	Metrics *Metrics // may be nil
-	Log     *slog.Logger
+	// ObjectSHA256 keeps the SHA-256 of every upload while its bytes
+	// arrive (see sha.go); without it only uploads that stated a
+	// Repr-Digest keep one.
+	ObjectSHA256 bool
+	Buffers      *Buffers
+	Metrics      *Metrics // may be nil
+	Log          *slog.Logger
 
 	bandOnce      sync.Once
 	bandBaseValue int64
+	tagsOff       atomic.Bool // S3 refused object tagging (see tagSHA)
 }
 
 // UseIn sets the store as the core of composer with all of s3store's
@@ -141,7 +152,9 @@ func (s *Store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if err != nil {
 		return nil, err
 	}
-	return &upload{s: s, id: created.ID, st: &state{info: created}}, nil
+	st := &state{info: created}
+	s.resumeSHA(st)
+	return &upload{s: s, id: created.ID, st: st}, nil
 }
 
 // GetUpload returns the upload; nothing is read from S3 yet.
@@ -292,13 +305,21 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 			return err
 		}
 	}
+	shaInfo, err := u.beforeConcat(ctx)
+	if err != nil {
+		return err
+	}
 	u.st = nil
 	if small || len(partials) == 0 {
 		final, err := u.inner(ctx)
 		if err != nil {
 			return err
 		}
-		return u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner)
+		if err := u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner); err != nil {
+			return err
+		}
+		u.afterConcat(ctx, shaInfo)
+		return nil
 	}
 	objectID, multipartID := layout.SplitID(u.id)
 	key := u.s.key(objectID)
@@ -329,7 +350,11 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return u.s.complete(ctx, key, multipartID, parts)
+	if err := u.s.complete(ctx, key, multipartID, parts); err != nil {
+		return err
+	}
+	u.afterConcat(ctx, shaInfo)
+	return nil
 }
 
 // concatCopies is the most UploadPartCopy requests of one concatenation
@@ -388,8 +413,16 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 		// upload is complete nothing would delete it.
 		u.s.deleteTail(ctx, key)
 	}
+	sum, known, err := u.s.beforeCompletion(ctx, &st)
+	if err != nil {
+		u.st = nil
+		return err
+	}
 	err = u.s.complete(ctx, key, multipartID, st.parts)
 	u.st = nil
+	if err == nil && st.hashing {
+		u.s.afterCompletion(ctx, key, st.info, sum, known)
+	}
 	return err
 }
 

@@ -64,14 +64,15 @@ func newEnv(t *testing.T, stream bool, opts ...func(*s3store.S3Store)) *env {
 	reg := prometheus.NewRegistry()
 	bufs := NewBuffers(64 << 20)
 	e := &env{t: t, s3: f, reg: reg, store: &Store{
-		Inner:    inner,
-		Objects:  f,
-		Parts:    f,
-		Stream:   stream,
-		Parallel: 3,
-		Buffers:  bufs,
-		Metrics:  NewMetrics(reg, bufs),
-		Log:      slog.New(slog.DiscardHandler),
+		Inner:        inner,
+		Objects:      f,
+		Parts:        f,
+		Stream:       stream,
+		Parallel:     3,
+		ObjectSHA256: true,
+		Buffers:      bufs,
+		Metrics:      NewMetrics(reg, bufs),
+		Log:          slog.New(slog.DiscardHandler),
 	}}
 	e.core = e.store
 	t.Cleanup(func() {
@@ -249,6 +250,7 @@ func (e *env) checkObject(id string, want []byte) {
 		e.t.Errorf("a .part tail of %d bytes is left", len(tail))
 	}
 	e.checkFullObject(id, want)
+	e.checkSHA(id, want)
 }
 
 // counter reads a counter of the store's metrics.
@@ -346,8 +348,9 @@ func TestWriteWholeUpload(t *testing.T) {
 						if got := e.writes("window") + e.parts("resent") + e.parts("tail"); got != 0 {
 							t.Errorf("window writes, resent parts and tails: %v, want 0", got)
 						}
-						if got := e.s3.count("PutObject"); got != 1 {
-							t.Errorf("%d PutObject calls, want 1 (the .info)", got)
+						// The .info, and again with the upload's SHA-256.
+						if got := e.s3.count("PutObject"); got != 2 {
+							t.Errorf("%d PutObject calls, want 2 (the .info, twice)", got)
 						}
 					})
 				}

@@ -23,7 +23,7 @@ func (w *writer) writeWindow(ctx context.Context, end int64) error {
 	}
 	if w.st.tail > 0 {
 		w.tail = &tailReader{w: w, ctx: ctx}
-		w.src.r = io.MultiReader(w.tail, w.src.r)
+		w.src.r = io.MultiReader(w.hashed(w.tail), w.src.r)
 	}
 	for {
 		start, number := w.st.partsSize, int32(len(w.st.parts)+1)
@@ -37,6 +37,9 @@ func (w *writer) writeWindow(ctx context.Context, end int64) error {
 		part := w.plan.isPart(number, start, n)
 		if !part && n == w.st.tail {
 			return nil // nothing new: the tail stays as it is
+		}
+		if part {
+			w.markPart(start + n)
 		}
 		body := newFillBody(w.window, int(n), 0, nil)
 		body.src = w.src

@@ -17,6 +17,7 @@ import (
 	"github.com/tusgate/tusgate/internal/bodylen"
 	"github.com/tusgate/tusgate/internal/checksum"
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/storeerr"
 	"github.com/tusgate/tusgate/internal/tuserror"
 )
@@ -139,6 +140,7 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 			st.staleTail = false
 		}
 	}
+	s.saveSHA(ctx, &st)
 	written := max(st.offset()-offset, 0)
 	u.st = &st
 	if err != nil {
@@ -176,8 +178,10 @@ func (s *Store) deleteTail(ctx context.Context, key string) bool {
 
 // newWriter returns a writer of the upload in state st that reads src.
 func (s *Store) newWriter(st *state, objectID, multipartID string, src io.Reader) *writer {
-	return &writer{s: s, st: st, plan: s.newPlan(st.info, st.first), src: &source{r: src},
+	w := &writer{s: s, st: st, plan: s.newPlan(st.info, st.first), src: &source{r: src},
 		key: s.key(objectID), multipartID: multipartID}
+	w.startSHA()
+	return w
 }
 
 // writer is one write. With a part buffer (first) it hands each part, with
@@ -215,6 +219,10 @@ type writer struct {
 	// it did.
 	tail    *tailReader
 	tailErr error
+	// sha is the upload's running SHA-256, if it keeps one (see sha.go):
+	// the tail's bytes and the body's go through it as they are read.
+	sha        *objsha.Hash
+	tailHashed bool // the tail's bytes went through sha (a window reading it again must not)
 }
 
 // release gives the write's buffers back.
@@ -396,6 +404,7 @@ func (w *writer) uploadPart(ctx context.Context, number int32, body io.Reader, n
 func (w *writer) addPart(etag *string, n int64) {
 	w.st.parts = append(w.st.parts, types.CompletedPart{ETag: etag, PartNumber: aws.Int32(int32(len(w.st.parts) + 1))})
 	w.st.partsSize += n
+	w.shaAt(etag)
 	if len(w.st.parts) == 1 {
 		w.st.first = n
 		w.plan.first = n
