@@ -24,6 +24,10 @@ import (
 
 // Backend is a directory of uploads.
 type Backend struct {
+	// ObjectSHA256 keeps the SHA-256 of every upload (--object-sha256); set
+	// it before UseIn.
+	ObjectSHA256 bool
+
 	dir      string
 	assembly safestore.DiskAssembly
 	expiry   *expiry.Disk
@@ -59,10 +63,10 @@ func (b *Backend) Dir() string { return b.dir }
 func (b *Backend) Name() string { return "data-dir" }
 
 // UseIn implements backend.Backend: tusd's filestore, with checked writes
-// (see store), whose concatenation starts over from an empty file (see
+// and the uploads' SHA-256 (see store), whose concatenation starts over from an empty file (see
 // concatFromStart).
 func (b *Backend) UseIn(c *handler.StoreComposer) {
-	store{filestore.New(b.dir)}.UseIn(c)
+	store{FileStore: filestore.New(b.dir), objectSHA256: b.ObjectSHA256}.UseIn(c)
 	c.UseConcater(concatFromStart{inner: c.Concater, dir: b.dir})
 }
 
@@ -97,7 +101,15 @@ func (c concatFromStartUpload) ConcatUploads(ctx context.Context, partials []han
 	if err := os.Truncate(filepath.Join(c.dir, filepath.FromSlash(info.ID)), 0); err != nil {
 		return err
 	}
-	return c.inner.ConcatUploads(ctx, partials)
+	if err := c.inner.ConcatUploads(ctx, partials); err != nil {
+		return err
+	}
+	if up, ok := c.u.(*upload); ok {
+		// The partials' states cannot be joined: the final upload's
+		// SHA-256 is read from its file.
+		return up.recordSHA(ctx)
+	}
+	return nil
 }
 
 // Check implements backend.Backend: the directory is writable.
