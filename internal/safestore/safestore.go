@@ -18,7 +18,9 @@
 //     which answers a mismatched Upload-Offset with the offset tusd
 //     compared it to;
 //   - a final upload may name partial uploads that are still in progress,
-//     and is assembled when the last of them finishes (concat.go).
+//     and is assembled when the last of them finishes (concat.go);
+//   - an upload whose creation stated the SHA-256 of its bytes (the IETF
+//     draft's Repr-Digest) is finished only if they have it (repr.go).
 //
 // tusd's StoreComposer exposes the store's optional capabilities as separate
 // interfaces that type-assert their own upload type, so the wrapper unwraps
@@ -41,6 +43,8 @@ import (
 	"github.com/tusgate/tusgate/internal/lastinfo"
 	"github.com/tusgate/tusgate/internal/lockscope"
 	"github.com/tusgate/tusgate/internal/metadata"
+	"github.com/tusgate/tusgate/internal/objsha"
+	"github.com/tusgate/tusgate/internal/storeerr"
 )
 
 // Assembly is what became of an upload whose bytes are all stored.
@@ -420,14 +424,30 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	return u.finish(ctx, info)
 }
 
-// finish tells the Lifecycle (which may refuse the upload), assembles the
-// upload and records that it did.
+// finish checks the SHA-256 the upload's creation stated (repr.go), tells
+// the Lifecycle (which may refuse the upload), assembles the upload and
+// records that it did.
 func (u *upload) finish(ctx context.Context, info handler.FileInfo) error {
+	want, stated, err := objsha.Expected(info)
+	if err != nil {
+		return u.s.fail(ctx, "read the stated SHA-256", u.id, storeerr.Permanent(err))
+	}
+	checked := false
+	if stated {
+		if checked, err = u.checkRepr(ctx, want); err != nil {
+			return err
+		}
+	}
 	if err := u.finishing(ctx, info); err != nil {
 		return err
 	}
 	if err := u.inner.FinishUpload(ctx); err != nil {
 		return u.s.fail(ctx, "finish", u.id, err)
+	}
+	if stated && !checked {
+		if err := u.checkReprAssembled(ctx, info, want); err != nil {
+			return err
+		}
 	}
 	if err := u.assembled(ctx, info); err != nil {
 		return err
