@@ -17,6 +17,7 @@ import (
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/expiry"
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
@@ -131,9 +132,13 @@ func (b *Backend) Outbox() webhook.Outbox {
 }
 
 // Storage implements backend.Backend: the upload's path below the
-// directory.
+// directory, and its SHA-256 if recorded.
 func (b *Backend) Storage(_ context.Context, info handler.FileInfo, _ bool) (webhook.Storage, error) {
-	return webhook.Storage{Type: "disk", Key: info.ID}, nil
+	st := webhook.Storage{Type: "disk", Key: info.ID}
+	if sum, ok := objsha.Sum(info); ok {
+		st.SHA256 = objsha.Encode(sum)
+	}
+	return st, nil
 }
 
 // Close implements backend.Backend; a directory holds nothing to release.

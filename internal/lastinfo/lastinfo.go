@@ -52,3 +52,11 @@ func Get(ctx context.Context, id string) (handler.FileInfo, bool) {
 	info, ok := r.infos[id]
 	return info, ok
 }
+
+// Ensure returns ctx with a record: ctx itself if it has one, else New.
+func Ensure(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(key{}).(*record); ok {
+		return ctx
+	}
+	return New(ctx)
+}

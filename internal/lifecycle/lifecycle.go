@@ -26,6 +26,7 @@ import (
 	"github.com/tusgate/tusgate/internal/clock"
 	"github.com/tusgate/tusgate/internal/expiry"
 	"github.com/tusgate/tusgate/internal/lastinfo"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/webhook"
 )
@@ -295,6 +296,9 @@ func (l *Lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 			}
 			return webhook.Drop, "the upload's data is gone", nil
 		}
+		if since, ok := objsha.Pending(info); ok && l.clock.Now().Before(since.Add(shaWait(info.Size))) {
+			return webhook.Retry, "the upload's SHA-256 is being computed from its object", nil
+		}
 		st, err := l.o.Backend.Storage(ctx, info, true)
 		if err != nil {
 			return webhook.Retry, "", err
@@ -332,6 +336,15 @@ func (l *Lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 		}
 	}
 	return webhook.Deliver, "", nil
+}
+
+// shaWait is how long an upload.finished event waits for the SHA-256 of an
+// upload of size bytes that is being computed from its object (its running
+// state was lost, or it was concatenated): as long as reading it at 50 MB/s
+// takes, and at least ten minutes. An instance that died meanwhile leaves
+// it pending for good; the event then goes without it.
+func shaWait(size int64) time.Duration {
+	return max(10*time.Minute, time.Duration(size/(50<<20))*time.Second)
 }
 
 // lookup reads an upload's info from the unwrapped store.

@@ -55,6 +55,9 @@ type Options struct {
 	// MaxSize is the largest upload (--max-size): uploads of unknown
 	// length are planned to reach it.
 	MaxSize int64
+	// ObjectSHA256 computes every upload's SHA-256 as it arrives
+	// (--object-sha256).
+	ObjectSHA256 bool
 	// TempDir is where small partial uploads are joined (--s3-temp-dir,
 	// or <data-dir>/s3-tmp).
 	TempDir string
@@ -122,11 +125,12 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 		Parts:   client,
 		// The SDK can stream an unseekable body only over TLS; over plain
 		// HTTP it must hash the payload before sending.
-		Stream:   endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
-		Parallel: s.ParallelParts,
-		MaxSize:  o.MaxSize,
-		Buffers:  s3stream.NewBuffers(s.BufferMemory),
-		Log:      log,
+		Stream:       endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://"),
+		Parallel:     s.ParallelParts,
+		MaxSize:      o.MaxSize,
+		ObjectSHA256: o.ObjectSHA256,
+		Buffers:      s3stream.NewBuffers(s.BufferMemory),
+		Log:          log,
 	}
 	if o.Registerer != nil {
 		store.RegisterMetrics(o.Registerer)

@@ -12,6 +12,7 @@ import (
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/expiry"
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/objsha"
 	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/storeerr"
@@ -37,11 +38,14 @@ func (b *Backend) Prefix() string {
 	return b.Store.ObjectPrefix + "/"
 }
 
-// Storage implements backend.Backend: bucket and key, and with object the
-// finished object's ETag and the checksum S3 keeps with it (see
-// objectChecksum).
+// Storage implements backend.Backend: bucket and key, the upload's SHA-256
+// if recorded, and with object the finished object's ETag and the checksum
+// S3 keeps with it (see objectChecksum).
 func (b *Backend) Storage(ctx context.Context, info handler.FileInfo, object bool) (webhook.Storage, error) {
 	st := webhook.Storage{Type: "s3", Bucket: b.Bucket, Key: info.Storage["Key"]}
+	if sum, ok := objsha.Sum(info); ok {
+		st.SHA256 = objsha.Encode(sum)
+	}
 	if !object || st.Key == "" {
 		return st, nil
 	}

@@ -21,12 +21,12 @@ import (
 )
 
 // CORS lists, on top of tusd's, the headers a browser page must be able to
-// send and read: auth errors, retry hints, expiry and the finished object's
-// checksum.
+// send and read: auth errors, retry hints, expiry, digests and the
+// finished object's checksums.
 const (
 	corsAllowMethods  = "POST, HEAD, PATCH, OPTIONS, GET, DELETE"
-	corsAllowHeaders  = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Checksum"
-	corsExposeHeaders = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Limit, Upload-Expires, Tus-Checksum-Algorithm, WWW-Authenticate, Retry-After, Upload-Object-Checksum"
+	corsAllowHeaders  = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Checksum, Content-Digest, Repr-Digest"
+	corsExposeHeaders = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Limit, Upload-Expires, Tus-Checksum-Algorithm, WWW-Authenticate, Retry-After, Upload-Object-Checksum, Upload-Object-SHA256, Repr-Digest"
 )
 
 // cors answers cross-origin requests for the upload routes. It runs before

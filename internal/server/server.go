@@ -163,6 +163,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		expires, // nil without --upload-ttl
 		checksum.Middleware,
 		sums, // nil for backends without object checksums (disk)
+		objectSHA256,
 		lockScope,
 		bodyLength,
 		draft, // nil with --ietf-draft=false

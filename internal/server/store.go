@@ -28,7 +28,7 @@ func (s *Server) openBackend(ctx context.Context, lookupEnv func(string) (string
 	var b backend.Backend
 	if cfg.UsesS3() {
 		sb, err := s3backend.New(ctx, s3backend.Options{
-			Settings: cfg.S3, MaxSize: cfg.MaxSize, TempDir: s3TempDir(cfg),
+			Settings: cfg.S3, MaxSize: cfg.MaxSize, ObjectSHA256: cfg.ObjectSHA256, TempDir: s3TempDir(cfg),
 			LookupEnv: lookupEnv, Log: s.log, Registerer: reg,
 		})
 		if err != nil {
@@ -42,9 +42,13 @@ func (s *Server) openBackend(ctx context.Context, lookupEnv func(string) (string
 			return nil, startupError(err)
 		}
 		s.log.Info("storing uploads on local disk", "dir", db.Dir())
+		db.ObjectSHA256 = cfg.ObjectSHA256
 		b = db
 	}
 	s.cleanup.add(b.Close)
+	if cfg.ObjectSHA256 {
+		s.log.Info("computing the SHA-256 of every upload as it arrives (--object-sha256)")
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := b.Check(pctx)
 	cancel()

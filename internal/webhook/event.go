@@ -97,6 +97,10 @@ type Storage struct {
 	// Checksum is the checksum S3 keeps with the finished object (in
 	// upload.finished events), if any.
 	Checksum *Checksum `json:"checksum,omitempty"`
+	// SHA256 is the SHA-256 of the upload's bytes in standard base64, once
+	// they are all stored, for uploads that keep one (--object-sha256, or
+	// a Repr-Digest at creation).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Checksum is a checksum S3 keeps with an object and reports to HeadObject
