@@ -2,6 +2,7 @@ package checksum
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -147,5 +148,36 @@ func TestMiddleware(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodPatch, "/files/x", nil))
 	if w.Code != http.StatusTeapot {
 		t.Errorf("PATCH without a checksum got one in its context: %d", w.Code)
+	}
+}
+
+// Expect takes sha512 (for Content-Digest), which Upload-Checksum does not.
+func TestExpectSHA512(t *testing.T) {
+	body := []byte("the body")
+	sum := sha512.Sum512(body)
+	e, err := Expect("sha512", sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := e.Wrap(bytes.NewReader(body), int64(len(body)))
+	io.Copy(io.Discard, v)
+	if err := v.Verify(); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	v = e.Wrap(bytes.NewReader([]byte("other")), 5)
+	io.Copy(io.Discard, v)
+	if err := v.Verify(); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("Verify of other bytes: %v", err)
+	}
+	if _, err := Expect("sha512", sum[:32]); err == nil {
+		t.Fatal("a digest of the wrong length")
+	}
+	if _, err := Expect("sha3", sum[:32]); err == nil {
+		t.Fatal("an unknown algorithm")
+	}
+	r := httptest.NewRequest("PATCH", "/", nil)
+	r.Header.Set("Upload-Checksum", "sha512 "+base64.StdEncoding.EncodeToString(sum[:]))
+	if _, err := FromRequest(r); err == nil {
+		t.Fatal("Upload-Checksum took sha512, which OPTIONS does not list")
 	}
 }
