@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/checksum"
 )
 
 // call is one request as tusd's handler keeps it (its httpContext and
@@ -37,6 +39,8 @@ type call struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc // ends the request early, with a cause
 	body   *body
+	// digest is the content's Content-Digest, checked by the store.
+	digest *checksum.Expectation
 	ended  atomic.Bool
 }
 

@@ -23,7 +23,10 @@
 //     Upload-Offset and Upload-Complete; 204 with Upload-Offset and
 //     Upload-Complete;
 //   - upload cancellation: DELETE, 204;
-//   - OPTIONS: Upload-Limit.
+//   - OPTIONS: Upload-Limit;
+//   - integrity digests (RFC 9530): Content-Digest on creations and
+//     appends, Repr-Digest at creation and on HEAD of finished uploads
+//     (digest.go).
 //
 // Mismatching offsets answer 409 with the problem type
 // mismatching-upload-offset, inconsistent lengths 400 with
@@ -43,6 +46,8 @@ import (
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/objsha"
 )
 
 // Versions are the interop versions this package serves.
@@ -199,6 +204,11 @@ func finished(info handler.FileInfo) bool {
 // fail answers with a store's or the handler's error (tusd's format for
 // handler.Error, as the tus answers are).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Method != http.MethodHead && (errors.Is(err, objsha.ErrReprMismatch) || errors.Is(err, objsha.ErrReprUnverified)) {
+		// A complete upload that is not finished (see digest.go).
+		reprDigestProblem(w, err)
+		return
+	}
 	var e handler.Error
 	if !errors.As(err, &e) {
 		h.cfg.Log.ErrorContext(r.Context(), "IETF-draft request failed", "method", r.Method, "path", r.URL.Path, "error", err.Error())

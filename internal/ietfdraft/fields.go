@@ -79,9 +79,15 @@ const (
 	problemCompletedUpload = "https://iana.org/assignments/http-problem-types#completed-upload"
 )
 
-// problem writes an RFC 9457 problem details answer. No problem comes
-// from processing a complete upload, so each says Upload-Complete: ?0.
+// problem writes an RFC 9457 problem details answer that does not come
+// from processing a complete upload: it says Upload-Complete: ?0.
 func problem(w http.ResponseWriter, status int, typ, title string, members map[string]any) {
+	writeProblem(w, status, typ, title, members, false)
+}
+
+// writeProblem writes an RFC 9457 problem details answer; complete says
+// whether it comes from processing the complete upload (Upload-Complete).
+func writeProblem(w http.ResponseWriter, status int, typ, title string, members map[string]any, complete bool) {
 	body := map[string]any{"type": typ, "title": title}
 	for k, v := range members {
 		body[k] = v
@@ -89,7 +95,7 @@ func problem(w http.ResponseWriter, status int, typ, title string, members map[s
 	b, _ := json.Marshal(body)
 	b = append(b, '\n')
 	h := w.Header()
-	h.Set("Upload-Complete", "?0")
+	h.Set("Upload-Complete", boolField(complete))
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)

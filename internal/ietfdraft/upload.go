@@ -1,13 +1,18 @@
 package ietfdraft
 
 import (
+	"bytes"
 	"errors"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
+
+	"github.com/tusgate/tusgate/internal/checksum"
+	"github.com/tusgate/tusgate/internal/objsha"
 )
 
 // errNoComplete refuses a creation or append without a valid
@@ -47,8 +52,18 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	digest, err := contentDigest(r)
+	var repr []byte
+	if err == nil {
+		repr, err = reprDigest(r)
+	}
+	if err != nil {
+		digestFieldProblem(w, err)
+		return
+	}
 	c, end := h.newCall(w, r)
 	defer end()
+	c.digest = digest
 
 	info := handler.FileInfo{Size: length, SizeIsDeferred: !known, MetaData: meta}
 	if h.cfg.PreCreate != nil {
@@ -70,6 +85,15 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		if changes.Storage != nil {
 			info.Storage = changes.Storage
 		}
+	}
+	if repr != nil {
+		// A reserved key: set after the pre-create hook, which strips
+		// clients' reserved keys.
+		info.MetaData = maps.Clone(info.MetaData)
+		if info.MetaData == nil {
+			info.MetaData = handler.MetaData{}
+		}
+		info.MetaData[objsha.ReprKey] = objsha.Encode(repr)
 	}
 	up, err := h.cfg.Composer.Core.NewUpload(c.ctx, info)
 	if err == nil {
@@ -126,6 +150,9 @@ func (h *Handler) offset(w http.ResponseWriter, r *http.Request, id string) {
 		hd.Set("Upload-Length", strconv.FormatInt(info.Size, 10))
 	}
 	hd.Set("Upload-Limit", h.limits(&info, h.expires(c.ctx, id, info)))
+	if sum, ok := objsha.Sum(info); ok && finished(info) {
+		hd.Set("Repr-Digest", reprDigestValue(sum))
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -151,9 +178,15 @@ func (h *Handler) append(w http.ResponseWriter, r *http.Request, id string) {
 		inconsistent(w, "Upload-Length differs from Upload-Offset plus the length of the content, which completes the upload")
 		return
 	}
+	digest, err := contentDigest(r)
+	if err != nil {
+		digestFieldProblem(w, err)
+		return
+	}
 
 	c, end := h.newCall(w, r)
 	defer end()
+	c.digest = digest
 	unlock, err := c.lock(id)
 	if err != nil {
 		h.fail(w, r, err)
@@ -224,13 +257,28 @@ func (h *Handler) transfer(c *call, up handler.Upload, info handler.FileInfo, co
 	w, r := c.w, c.r
 	hd := w.Header()
 	if r.ContentLength != 0 {
-		n, err := up.WriteChunk(c.ctx, info.Offset, c.readBody())
+		ctx := c.ctx
+		if c.digest != nil {
+			ctx = checksum.With(ctx, c.digest)
+		}
+		n, err := up.WriteChunk(ctx, info.Offset, c.readBody())
 		if berr := c.body.error(); err == nil {
 			err = berr
 		}
 		info.Offset += n
+		if c.digest != nil && (errors.Is(err, checksum.ErrMismatch) || errors.Is(err, checksum.ErrUnverified)) {
+			contentDigestProblem(w, info.Offset, err)
+			return
+		}
 		if err != nil {
 			h.fail(w, r, err)
+			return
+		}
+	} else if c.digest != nil {
+		// No content: its digest is that of nothing.
+		v := c.digest.Wrap(bytes.NewReader(nil), 0)
+		if err := v.Verify(); err != nil {
+			contentDigestProblem(w, info.Offset, err)
 			return
 		}
 	}
@@ -249,7 +297,10 @@ func (h *Handler) transfer(c *call, up handler.Upload, info handler.FileInfo, co
 	}
 	done := finished(info)
 	if done {
-		if err := up.FinishUpload(c.ctx); err != nil {
+		if err := up.FinishUpload(c.ctx); errors.Is(err, objsha.ErrReprMismatch) || errors.Is(err, objsha.ErrReprUnverified) {
+			reprDigestProblem(w, err)
+			return
+		} else if err != nil {
 			// A refusal (4xx: the application's, which deleted the upload)
 			// is the processing's answer; a 5xx leaves the upload to be
 			// finished on the next request.
