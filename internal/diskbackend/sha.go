@@ -74,7 +74,8 @@ func (u *upload) sum(info handler.FileInfo) ([]byte, error) {
 }
 
 // SHA256 implements objsha.Digester: the SHA-256 of the upload once all
-// its bytes are stored, if it keeps one.
+// its bytes are stored, if it keeps one. It records it in the .info, so
+// that a later look needs no reading.
 func (u *upload) SHA256(ctx context.Context) ([]byte, bool, error) {
 	info, err := u.GetInfo(ctx)
 	if err != nil {
@@ -83,8 +84,17 @@ func (u *upload) SHA256(ctx context.Context) ([]byte, bool, error) {
 	if !objsha.Wanted(u.s.objectSHA256, info) || info.SizeIsDeferred || info.Offset != info.Size {
 		return nil, false, nil
 	}
+	if sum, ok := objsha.Sum(info); ok {
+		return sum, true, nil
+	}
 	sum, err := u.sum(info)
-	return sum, err == nil, err
+	if err == nil {
+		err = u.write(objsha.WithSum(info, sum))
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return sum, true, nil
 }
 
 // recordSHA records the SHA-256 of the upload, all of whose bytes are

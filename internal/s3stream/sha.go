@@ -152,8 +152,10 @@ func finalSHA(st *state) ([]byte, bool) {
 
 // SHA256 implements objsha.Digester: the SHA-256 of the upload once all
 // its bytes are stored, from the state at the end of its parts and the
-// tail's bytes, read from S3. It is not known for an upload whose state
-// was lost until it is finished.
+// tail's bytes, read from S3. It records it in the .info, so that a later
+// look (an upload refused for a Repr-Digest that does not match is looked
+// at again) needs neither. It is not known for an upload whose state was
+// lost until it is finished.
 func (u *upload) SHA256(ctx context.Context) ([]byte, bool, error) {
 	st, err := u.state(ctx)
 	if err != nil {
@@ -165,24 +167,31 @@ func (u *upload) SHA256(ctx context.Context) ([]byte, bool, error) {
 	if st.completed || st.sha == nil || st.info.SizeIsDeferred || st.offset() != st.info.Size {
 		return nil, false, nil
 	}
-	if st.tail == 0 {
-		sum, ok := finalSHA(&st)
-		return sum, ok, nil
-	}
+	sum, ok := finalSHA(&st)
 	objectID, multipartID := layout.SplitID(u.id)
-	w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
-	body, err := w.openTail(ctx)
-	if err != nil {
-		return nil, false, err
+	if !ok {
+		// The last bytes are in the tail.
+		w := u.s.newWriter(&st, objectID, multipartID, bytesReaderOf(nil))
+		body, err := w.openTail(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		var n int64
+		sum, n, err = objsha.Of(*st.sha, body)
+		body.Close()
+		if err == nil && n != st.tail {
+			err = fmt.Errorf("%d bytes, not %d", n, st.tail)
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("s3stream: reading the tail of %s: %w", objectID, err)
+		}
 	}
-	defer body.Close()
-	sum, n, err := objsha.Of(*st.sha, body)
-	if err == nil && n != st.tail {
-		err = fmt.Errorf("%d bytes, not %d", n, st.tail)
+	info := objsha.WithSum(st.info, sum)
+	if err := u.s.writeInfo(ctx, info); err != nil {
+		u.st = nil
+		return nil, false, fmt.Errorf("s3stream: recording the SHA-256 of %s: %w", objectID, err)
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("s3stream: reading the tail of %s: %w", objectID, err)
-	}
+	u.st.info = info
 	return sum, true, nil
 }
 

@@ -288,6 +288,11 @@ func TestSHAOnlyWhereStated(t *testing.T) {
 		if err != nil || !ok || !objsha.Equal(got, sum[:]) {
 			t.Fatalf("SHA256 before finishing: %x %v %v, want %x", got, ok, err, sum)
 		}
+		// Recorded: an upload refused for its Repr-Digest is asked again
+		// on later requests, and then needs no state nor tail.
+		if got, ok := objsha.Sum(e.rawInfo(stated)); !ok || !objsha.Equal(got, sum[:]) {
+			t.Fatalf("SHA256 did not record it: %x %v", got, ok)
+		}
 		if err := up.FinishUpload(ctx); err != nil {
 			t.Fatal(err)
 		}
