@@ -39,6 +39,7 @@ type s3Requests struct {
 	creates   map[string]http.Header // CreateMultipartUpload, by object key
 	completes map[string][]s3Request // CompleteMultipartUpload, by key
 	puts      map[string]http.Header // PutObject, by key
+	gets      map[string]int         // GetObject, by key
 }
 
 type s3Request struct {
@@ -48,7 +49,7 @@ type s3Request struct {
 
 // recordS3 records through proxy.
 func recordS3(proxy *testenv.FaultProxy) *s3Requests {
-	rec := &s3Requests{creates: map[string]http.Header{}, completes: map[string][]s3Request{}, puts: map[string]http.Header{}}
+	rec := &s3Requests{creates: map[string]http.Header{}, completes: map[string][]s3Request{}, puts: map[string]http.Header{}, gets: map[string]int{}}
 	proxy.OnForward(func(r *http.Request) {
 		key, ok := strings.CutPrefix(r.URL.Path, "/"+testBucket+"/")
 		if !ok {
@@ -64,8 +65,10 @@ func recordS3(proxy *testenv.FaultProxy) *s3Requests {
 			body, _ := io.ReadAll(r.Body) // a small XML document
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			rec.completes[key] = append(rec.completes[key], s3Request{r.Header.Clone(), string(body)})
-		case r.Method == http.MethodPut && !q.Has("partNumber") && r.Header.Get("X-Amz-Copy-Source") == "":
+		case r.Method == http.MethodPut && !q.Has("partNumber") && !q.Has("tagging") && r.Header.Get("X-Amz-Copy-Source") == "":
 			rec.puts[key] = r.Header.Clone()
+		case r.Method == http.MethodGet && !q.Has("uploadId") && !q.Has("tagging") && !q.Has("attributes"):
+			rec.gets[key]++
 		}
 	})
 	return rec
