@@ -36,6 +36,11 @@
 # does not have): the client hashes each body before it sends it, and
 # tusgate checks it. Compare tusgate's server CPU/GiB with a run without.
 #
+# BENCH_OBJECT_SHA256=1: tusgate runs with --object-sha256 (the SHA-256 of
+# every upload, computed as its bytes arrive; docs/integrity.md). Compare
+# tusgate's server CPU/GiB with a run without (same as
+# BENCH_TUSGATE_ARGS=--object-sha256).
+#
 # BENCH_TUSGATE_ARGS: extra tusgate flags for the whole run (word-split),
 # e.g. "--s3-part-size 16MiB"; the report's command line shows them.
 #
@@ -67,7 +72,7 @@ cd "$ROOT"
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_SERIES BENCH_MANY BENCH_SMALL_N \
 	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
-	BENCH_S3_HTTP BENCH_CHECKSUM; do
+	BENCH_S3_HTTP BENCH_CHECKSUM BENCH_OBJECT_SHA256; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
 
@@ -87,6 +92,7 @@ BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 BENCH_TMP=${BENCH_TMP:-${TMPDIR:-/tmp}}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
 read -r -a TUSGATE_ARGS <<<"${BENCH_TUSGATE_ARGS:-}"
+if [[ ${BENCH_OBJECT_SHA256:-} == 1 ]]; then TUSGATE_ARGS+=(--object-sha256); fi
 PIN_S3=() PIN_REST=()
 if [[ ${BENCH_PIN:-0} == 1 ]]; then
 	(($(nproc) >= 2)) || { echo "bench: BENCH_PIN needs 2 CPUs" >&2; exit 2; }
