@@ -16,9 +16,10 @@ import (
 //	Upload-Object-Checksum: crc32 <base64 of the 4 bytes, big-endian>
 //
 // the algorithm as in the tus checksum extension's Upload-Checksum. A
-// client compares it with the checksum of the file it sent. There is no
-// Repr-Digest for IETF-draft clients: RFC 9530's registry of digest
-// algorithms has no crc32 (docs/integrity.md).
+// client compares it with the checksum of the file it sent. It is not
+// given as Repr-Digest to IETF-draft clients: RFC 9530's registry of
+// digest algorithms has no crc32 (docs/integrity.md); the upload's SHA-256
+// is, with --object-sha256 (internal/ietfdraft).
 const objectChecksumHeader = "Upload-Object-Checksum"
 
 // objectChecksums reads finished objects' full-object checksums
