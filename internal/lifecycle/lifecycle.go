@@ -299,6 +299,15 @@ func (l *Lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Dec
 		if since, ok := objsha.Pending(info); ok && l.clock.Now().Before(since.Add(shaWait(info.Size))) {
 			return webhook.Retry, "the upload's SHA-256 is being computed from its object", nil
 		}
+		if want, stated, _ := objsha.Expected(info); stated {
+			// Compared before assembly, except on S3 after a lost running
+			// state: then safestore deletes it after assembly when it does
+			// not match (or could not be computed), and until then (or if
+			// that failed) it must not be announced.
+			if sum, ok := objsha.Sum(info); !ok || !objsha.Equal(sum, want) {
+				return webhook.Drop, "the upload does not have the SHA-256 its Repr-Digest stated, or it is not known", nil
+			}
+		}
 		st, err := l.o.Backend.Storage(ctx, info, true)
 		if err != nil {
 			return webhook.Retry, "", err
