@@ -14,6 +14,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/layout"
+	"github.com/tusgate/tusgate/internal/objsha"
 )
 
 // Disk implements Inventory and Tombstones for tusd's filestore in Dir: the
@@ -125,8 +126,20 @@ func (d *Disk) read(infoRel string) (diskUpload, bool, error) {
 		return diskUpload{}, false, err
 	}
 	u.info.Offset = u.size
-	u.unfinished = u.info.SizeIsDeferred || u.size < u.info.Size
+	u.unfinished = u.info.SizeIsDeferred || u.size < u.info.Size || reprRefused(u.info)
 	return u, true, nil
+}
+
+// reprRefused reports whether the upload's bytes are known not to have the
+// SHA-256 its creation stated (Repr-Digest): it is complete but is never
+// finished (internal/safestore), so it expires like an unfinished upload.
+func reprRefused(info handler.FileInfo) bool {
+	want, stated, err := objsha.Expected(info)
+	if err != nil || !stated {
+		return false
+	}
+	sum, ok := objsha.Sum(info)
+	return ok && !objsha.Equal(sum, want)
 }
 
 // Unfinished implements Inventory: uploads with a deferred size or a data
