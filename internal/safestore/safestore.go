@@ -398,6 +398,14 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 			if err := u.finish(ctx, info); err != nil {
 				return info, err
 			}
+		case Assembled:
+			if want, stated, _ := objsha.Expected(info); stated && lockscope.Holds(ctx, u.id) {
+				if sum, ok := objsha.Sum(info); ok && !objsha.Equal(sum, want) {
+					// Assembled before it could be compared (see repr.go),
+					// and its deletion failed: it is not finished, and goes.
+					return info, u.checkReprAssembled(ctx, info, want)
+				}
+			}
 		case Gone:
 			// Clients must learn that the bytes are gone and start over;
 			// answering "complete" or "retry later" would lose the file.
