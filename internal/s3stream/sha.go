@@ -75,8 +75,24 @@ func (s *Store) saveSHA(ctx context.Context, st *state) {
 		return
 	}
 	if !st.info.SizeIsDeferred && st.sha.Offset == st.info.Size {
-		// Complete: FinishUpload, next, records the SHA-256 itself (and
-		// should the process die before, it is read from the object).
+		// Complete: record the SHA-256 now, in the one write FinishUpload
+		// would make. Finishing may be put off (a pre-finish approval
+		// failing, the lock lost): the next request finishes the upload
+		// with it instead of reading the object back. (Should the process
+		// die before, it is read from the object.)
+		sum, ok := finalSHA(st)
+		if !ok {
+			return
+		}
+		if old, ok := objsha.Sum(st.info); ok && objsha.Equal(old, sum) {
+			return
+		}
+		info := objsha.WithSum(st.info, sum)
+		if err := s.writeInfo(context.WithoutCancel(ctx), info); err != nil {
+			s.Log.WarnContext(ctx, "could not store the SHA-256 of a complete upload; FinishUpload records it", "id", st.info.ID, "error", err.Error())
+			return
+		}
+		st.info = info
 		return
 	}
 	if saved, ok, _ := objsha.State(st.info); ok && saved.Offset == st.sha.Offset && saved.Parts == st.sha.Parts {
