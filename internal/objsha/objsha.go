@@ -252,6 +252,8 @@ type Digester interface {
 	// SHA256 is the SHA-256 of all the upload's bytes, once they are all
 	// stored. ok is false when the store can only know it once the upload
 	// is assembled (S3, after the running state was lost), or keeps none.
+	// Of an assembled upload whose SHA-256 was being computed from its
+	// object when the process died (Pending), it computes it again.
 	SHA256(ctx context.Context) (sum []byte, ok bool, err error)
 }
 

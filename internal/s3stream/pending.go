@@ -74,6 +74,12 @@ func (s *Store) clearPending(ctx context.Context, st *state) error {
 // the tail it had, so that none of the request's bytes count. werr is the
 // write's own error.
 func (s *Store) settle(ctx context.Context, st *state, before state, v *checksum.Verifier, werr error) error {
+	if !st.pending {
+		// Committed before its tail was stored (see WriteChunk): what
+		// failed after that failed an ordinary write, which stored what
+		// it stored.
+		return werr
+	}
 	err := werr
 	if err == nil {
 		err = v.Verify()

@@ -180,6 +180,18 @@ func (u *upload) SHA256(ctx context.Context) ([]byte, bool, error) {
 	if sum, ok := objsha.Sum(st.info); ok {
 		return sum, true, nil
 	}
+	if _, pending := objsha.Pending(st.info); st.completed && pending {
+		// Completed, and the process that read the object for its
+		// SHA-256 died (the caller holds the lock): read it again.
+		objectID, _ := layout.SplitID(u.id)
+		u.st = nil
+		key := u.s.key(objectID)
+		sum, ok := u.s.computeSHA(ctx, key, st.info)
+		if ok {
+			u.s.tagSHA(ctx, key, sum)
+		}
+		return sum, ok, nil
+	}
 	if st.completed || st.sha == nil || st.info.SizeIsDeferred || st.offset() != st.info.Size {
 		return nil, false, nil
 	}

@@ -386,3 +386,51 @@ func TestSHAConcatenation(t *testing.T) {
 		})
 	}
 }
+
+// The process dies while it reads a completed upload's object for its
+// SHA-256 (its running state was lost): the upload is left completed with
+// its SHA-256 marked as being computed. SHA256, asked under the lock later,
+// reads the object again and records the right SHA-256.
+func TestSHAReadBackKilledIsReadAgain(t *testing.T) {
+	forWriteModes(t, func(t *testing.T, e *env) {
+		data := testData(300, 7)
+		id := e.create(300, false)
+		if n, err := e.patch(id, 0, reqBody(data[:140]), 140); err != nil || n != 140 {
+			t.Fatalf("first write: %d, %v", n, err)
+		}
+		info := e.rawInfo(id)
+		delete(info.Storage, objsha.StateKey) // lost
+		e.putInfo(info)
+		key := e.key(id)
+		e.s3.mu.Lock()
+		e.s3.failOp = func(op, k string) error {
+			if op == "GetObject" && k == key {
+				return errDied
+			}
+			return nil
+		}
+		e.s3.mu.Unlock()
+		if n, err := e.patch(id, 140, reqBody(data[140:]), 160); err != nil || n != 160 {
+			t.Fatalf("second write: %d, %v", n, err)
+		}
+		e.s3.mu.Lock()
+		e.s3.failOp = nil
+		e.s3.mu.Unlock()
+		if _, ok := objsha.Sum(e.rawInfo(id)); ok {
+			t.Fatal("a SHA-256 was recorded although the object could not be read")
+		}
+		if _, ok := objsha.Pending(e.rawInfo(id)); !ok {
+			t.Fatal("the upload is not marked as having its SHA-256 computed")
+		}
+		up, err := e.store.GetUpload(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, ok, err := up.(objsha.Digester).SHA256(context.Background())
+		want := sha256.Sum256(data)
+		if err != nil || !ok || !objsha.Equal(sum, want[:]) {
+			t.Fatalf("SHA256 = %x, %v, %v; want %x", sum, ok, err, want)
+		}
+		e.checkSHA(id, data)
+	})
+}

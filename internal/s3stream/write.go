@@ -103,7 +103,16 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 			u.st = nil
 			return 0, err
 		}
-		w.verify = verifier.Verify
+		w.verify = func() error {
+			if err := verifier.Verify(); err != nil {
+				return err
+			}
+			// The body checked out: its parts count from now on, before
+			// the tail that follows them replaces the one before. (A tail
+			// stored past parts that do not count yet would leave, should
+			// the process die before they do, an upload no look can read.)
+			return s.clearPending(ctx, &st)
+		}
 	}
 	need := w.cut(int32(len(st.parts)+1), st.partsSize, offset+expect)
 	w.lengthKnown = bodyLen >= 0

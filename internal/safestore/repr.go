@@ -66,3 +66,15 @@ func (u *upload) checkReprAssembled(ctx context.Context, info handler.FileInfo, 
 	}
 	return answer
 }
+
+// recheckRepr computes the SHA-256 of an assembled upload that has none
+// recorded (the process died while it read the object) and compares it
+// with want as checkReprAssembled does.
+func (u *upload) recheckRepr(ctx context.Context, info handler.FileInfo, want []byte) error {
+	if d, ok := u.inner.(objsha.Digester); ok {
+		if _, _, err := d.SHA256(ctx); err != nil {
+			return u.s.fail(ctx, "compute SHA-256", u.id, err)
+		}
+	}
+	return u.checkReprAssembled(ctx, info, want)
+}

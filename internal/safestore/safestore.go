@@ -404,6 +404,11 @@ func (u *upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 					// Assembled before it could be compared (see repr.go),
 					// and its deletion failed: it is not finished, and goes.
 					return info, u.checkReprAssembled(ctx, info, want)
+				} else if !ok {
+					// Assembled before it could be compared, and the
+					// process died while it computed the SHA-256 from the
+					// object: compute it again, and compare.
+					return info, u.recheckRepr(ctx, info, want)
 				}
 			}
 		case Gone:

@@ -18,14 +18,14 @@ import (
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
-// TestRev9DiskReprMismatchExpires: an upload whose bytes do not have the
+// TestDiskReprMismatchExpires: an upload whose bytes do not have the
 // SHA-256 its creation stated (Repr-Digest) is complete but never finished;
 // docs/integrity.md: it answers 400 "until the client deletes it or it
 // expires". On S3 its multipart upload stays open and the janitor expires
 // it. On disk the janitor took every upload whose data file has its length
 // for finished: such an upload never expired (and with --finished-info-ttl
 // its .info was removed, leaving its data file for good).
-func TestRev9DiskReprMismatchExpires(t *testing.T) {
+func TestDiskReprMismatchExpires(t *testing.T) {
 	ctx := context.Background()
 	b, err := diskbackend.Open(t.TempDir())
 	if err != nil {

@@ -38,7 +38,7 @@ func (u stuckUpload) Terminate(ctx context.Context) error {
 	return u.fakeUpload.Terminate(ctx)
 }
 
-// TestRev9ReprMismatchAssembledNotReportedFinished: an upload whose
+// TestReprMismatchAssembledNotReportedFinished: an upload whose
 // running SHA-256 was lost (S3, a kill) is compared with its Repr-Digest
 // only once assembled, and deleted if it does not match. When that
 // deletion fails, the completing request fails, but the upload was left
@@ -46,7 +46,7 @@ func (u stuckUpload) Terminate(ctx context.Context) error {
 // later request (a HEAD, holding the lock) reported it finished: the
 // client took the upload for done, although its bytes are not the ones it
 // stated. It must answer the mismatch (and try the deletion again).
-func TestRev9ReprMismatchAssembledNotReportedFinished(t *testing.T) {
+func TestReprMismatchAssembledNotReportedFinished(t *testing.T) {
 	f := &fakeStore{uploads: map[string]*fakeUpload{}}
 	c := handler.NewStoreComposer()
 	d := &stuckTerminater{digestStore: digestStore{f, true}, fail: true}
@@ -92,23 +92,18 @@ func TestRev9ReprMismatchAssembledNotReportedFinished(t *testing.T) {
 	}
 }
 
-// TestRev9KnownBugReprUnverifiedAssembledNotReportedFinished: as above,
+// TestReprUnverifiedAssembledIsCheckedAgain: as above,
 // but the process died while the store read the assembled object for its
 // SHA-256 (S3: after a first kill lost the running state): the upload is
 // assembled with no SHA-256, only the mark that it was being computed
-// (objsha.PendingKey), which nothing picks up again. Every later request
-// reports it finished, although it was never compared with its
-// Repr-Digest (docs/integrity.md: "an object that does not have the stated
-// SHA-256 is never left in the bucket").
+// (objsha.PendingKey). It must not be reported finished before it was
+// compared with its Repr-Digest (docs/integrity.md: "an object that does
+// not have the stated SHA-256 is never left in the bucket").
 //
-// KNOWN BUG, NOT FIXED: safestore cannot compute the SHA-256 of an
-// assembled upload itself. Suggested fix: an optional store interface
-// (s3stream: computeSHA of the finished object) that GetInfo calls, under
-// the lock, for an assembled upload that stated a Repr-Digest and has no
-// SHA-256 but a pending mark older than a read of the object takes; then
-// checkReprAssembled as for a recorded mismatch. (upload.finished is not
-// delivered for it: see internal/lifecycle's prepare.)
-func TestRev9KnownBugReprUnverifiedAssembledNotReportedFinished(t *testing.T) {
+// GetInfo, under the lock, asks the store to compute the SHA-256 again
+// (objsha.Digester) and compares it; here the store cannot, so the upload
+// is deleted as unverified rather than reported finished.
+func TestReprUnverifiedAssembledIsCheckedAgain(t *testing.T) {
 	f := &fakeStore{uploads: map[string]*fakeUpload{}}
 	c := handler.NewStoreComposer()
 	d := digestStore{f, true}

@@ -7,7 +7,7 @@ import (
 	"github.com/tusgate/tusgate/internal/bodylen"
 )
 
-// TestRev9SHAFinishPutOff: a completing PATCH whose finishing is put off
+// TestSHAFinishPutOff: a completing PATCH whose finishing is put off
 // (safestore asks the pre-finish URL first, which may fail with a 5xx, and
 // the next request finishes the upload) used to leave no running state at
 // the end: saveSHA skipped complete uploads, so the next request, on any
@@ -15,7 +15,7 @@ import (
 // docs/integrity.md ("never read back ... in the normal case"). The SHA-256
 // is recorded by the completing PATCH now, in the write FinishUpload would
 // have made.
-func TestRev9SHAFinishPutOff(t *testing.T) {
+func TestSHAFinishPutOff(t *testing.T) {
 	forWriteModes(t, func(t *testing.T, e *env) {
 		data := testData(300, 3)
 		id := e.create(300, false)

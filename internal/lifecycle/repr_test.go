@@ -19,7 +19,7 @@ import (
 	"github.com/tusgate/tusgate/internal/webhook"
 )
 
-// TestRev9FinishedEventNeverAnnouncesReprMismatch: an upload whose
+// TestFinishedEventNeverAnnouncesReprMismatch: an upload whose
 // creation stated a SHA-256 (Repr-Digest) and whose running state was lost
 // (S3, a kill) is compared only once assembled: safestore.finish tells the
 // Lifecycle (upload.finished is stored), assembles it, the store records
@@ -28,7 +28,7 @@ import (
 // or if the process dies while it reads the object), the upload is
 // assembled with a recorded SHA-256 other than the stated one, or none:
 // upload.finished must not be delivered for it.
-func TestRev9FinishedEventNeverAnnouncesReprMismatch(t *testing.T) {
+func TestFinishedEventNeverAnnouncesReprMismatch(t *testing.T) {
 	ctx := context.Background()
 	disk, err := diskbackend.Open(t.TempDir())
 	if err != nil {
