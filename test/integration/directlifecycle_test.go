@@ -1,0 +1,135 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// directEventID is the upload ID events of a direct upload carry.
+func directEventID(c created) string { return c.Key + "+" + c.UploadID }
+
+// Direct uploads report created, finished (with bucket, key, ETag and
+// size) and terminated through the same signed, durable webhooks.
+func TestDirectWebhooks(t *testing.T) {
+	rc := startReceiver(t)
+	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--webhook-url", rc.URL)
+	alice := d.user(t, "auth0|alice")
+	c := alice.create(t, map[string]any{"filename": "a.txt", "type": "text/plain", "metadata": map[string]any{"note": "x"}})
+	ev := rc.waitFor(t, 20*time.Second, "upload.created", isEvent("upload.created", directEventID(c)))
+	checkSigned(t, ev)
+	up := ev.Event.Upload
+	if up.Owner == nil || up.Owner.Subject != "auth0|alice" || up.MetaData["filename"] != "a.txt" || up.MetaData["note"] != "x" || up.Storage.Key != c.Key || up.Storage.Bucket != testBucket {
+		t.Errorf("upload.created: %s", ev.Body)
+	}
+	if _, ok := up.MetaData["tusgate-owner"]; ok {
+		t.Error("upload.created carries reserved metadata")
+	}
+	data, _ := payload(6*MiB, 98)
+	e1 := alice.uploadPart(t, c, 1, data, true)
+	if r := alice.complete(t, c, []completedPart{{1, e1}}); r.Status != http.StatusOK {
+		t.Fatalf("complete: %d %s", r.Status, r.Body)
+	}
+	head, err := d.b.s3.Client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(testBucket), Key: aws.String(c.Key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin := rc.waitFor(t, 20*time.Second, "upload.finished", isEvent("upload.finished", directEventID(c)))
+	checkSigned(t, fin)
+	if s := fin.Event.Upload.Storage; s.Type != "s3" || s.Bucket != testBucket || s.Key != c.Key || s.ETag == "" || s.ETag != aws.ToString(head.ETag) || fin.Event.Upload.Size != 6*MiB {
+		t.Errorf("upload.finished: %s", fin.Body)
+	}
+
+	b := alice.create(t, map[string]any{"filename": "b.txt"})
+	if r := alice.call(t, "DELETE", uploadPath(b, ""), nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("abort: %d %s", r.Status, r.Body)
+	}
+	term := rc.waitFor(t, 20*time.Second, "upload.terminated", isEvent("upload.terminated", directEventID(b)))
+	if term.Event.Upload.Storage.Key != b.Key {
+		t.Errorf("upload.terminated: %s", term.Body)
+	}
+}
+
+// The pre-finish URL is asked before CompleteMultipartUpload: a rejection
+// aborts the upload, an approval completes it; single PUTs, which cannot
+// be asked about, are refused.
+func TestDirectPreFinish(t *testing.T) {
+	rc := startReceiver(t)
+	rc.reply = func(dl delivery) answer {
+		if dl.Event.Upload.MetaData["filename"] == "bad.bin" {
+			return answer{Status: http.StatusForbidden, ContentType: "application/json", Body: `{"reject": true, "message": "no bad files"}`}
+		}
+		return answer{Status: http.StatusOK}
+	}
+	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--pre-finish-url", rc.URL)
+	alice := d.user(t, "alice")
+	data, _ := payload(5*MiB, 99)
+	bad := alice.create(t, map[string]any{"filename": "bad.bin"})
+	e := alice.uploadPart(t, bad, 1, data, true)
+	r := alice.complete(t, bad, []completedPart{{1, e}})
+	if r.Status != http.StatusForbidden || !strings.Contains(r.Body, "no bad files") {
+		t.Errorf("rejected complete: %d %s", r.Status, r.Body)
+	}
+	if !d.multipartGone(t, bad) {
+		t.Error("the rejected upload was not aborted")
+	}
+	good := alice.create(t, map[string]any{"filename": "good.bin"})
+	e = alice.uploadPart(t, good, 1, data, true)
+	if r := alice.complete(t, good, []completedPart{{1, e}}); r.Status != http.StatusOK {
+		t.Fatalf("approved complete: %d %s", r.Status, r.Body)
+	}
+	var asked []string
+	for _, dl := range rc.all() {
+		if dl.Event.Type == "upload.pre-finish" {
+			asked = append(asked, dl.Event.Upload.ID)
+		}
+	}
+	if len(asked) != 2 || asked[0] != directEventID(bad) || asked[1] != directEventID(good) {
+		t.Errorf("pre-finish asked about %v", asked)
+	}
+	if r := alice.call(t, "GET", "/s3/params?filename=a&size=1", nil, nil); r.Status != http.StatusForbidden || !strings.Contains(r.Body, "ERR_MULTIPART_REQUIRED") {
+		t.Errorf("single PUT under --pre-finish-url: %d %s", r.Status, r.Body)
+	}
+}
+
+// The janitor aborts direct uploads idle for --upload-ttl (and reports
+// upload.expired), and leaves active and finished ones alone.
+func TestDirectJanitorExpiresIdleUploads(t *testing.T) {
+	rc := startReceiver(t)
+	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--upload-ttl", "3s", "--webhook-url", rc.URL)
+	alice := d.user(t, "alice")
+	idle := alice.create(t, map[string]any{"filename": "idle"})
+	data, _ := payload(5*MiB, 100)
+	alice.uploadPart(t, idle, 1, data, true)
+	done := alice.create(t, map[string]any{"filename": "done"})
+	e := alice.uploadPart(t, done, 1, data, true)
+	if r := alice.complete(t, done, []completedPart{{1, e}}); r.Status != http.StatusOK {
+		t.Fatalf("complete: %d %s", r.Status, r.Body)
+	}
+	exp := rc.waitFor(t, 30*time.Second, "upload.expired", isEvent("upload.expired", directEventID(idle)))
+	if exp.Event.Upload.Storage.Key != idle.Key || exp.Event.Upload.Offset != 5*MiB {
+		t.Errorf("upload.expired: %s", exp.Body)
+	}
+	if !d.multipartGone(t, idle) {
+		t.Error("the expired upload's multipart upload is still there")
+	}
+	if r := alice.call(t, "GET", partPath(idle, 2, -1), nil, nil); r.Status != http.StatusNotFound {
+		t.Errorf("signing for an expired upload: %d %s", r.Status, r.Body)
+	}
+	keys := d.b.s3.Keys(t, testBucket, "")
+	for _, k := range keys {
+		if strings.Contains(k, strings.TrimPrefix(idle.Key, "")) && !strings.HasPrefix(k, ".tusgate/expired/") {
+			t.Errorf("left after expiry: %s", k)
+		}
+	}
+	if _, n := d.b.s3.ObjectSHA256(t, testBucket, done.Key); n != 5*MiB {
+		t.Error("the finished object is gone")
+	}
+	if ups := d.b.s3.MultipartUploads(t, testBucket); len(ups) != 0 {
+		t.Errorf("multipart uploads left: %v", ups)
+	}
+}
