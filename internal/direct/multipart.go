@@ -2,6 +2,8 @@ package direct
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,6 +194,13 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	sum := q.Get("sha256")
+	if sum != "" {
+		if b, err := base64.StdEncoding.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_CHECKSUM", "sha256 must be the part's SHA-256 in base64 (44 characters)"))
+			return
+		}
+	}
 	u, err := s.resolve(r.Context(), p, q.Get("key"), r.PathValue("uploadId"))
 	if err != nil {
 		s.fail(w, r, "sign", err)
@@ -204,6 +213,11 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 	in := &s3.UploadPartInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key), UploadId: aws.String(u.rec.UploadID), PartNumber: aws.Int32(int32(pn))}
 	if size >= 0 {
 		in.ContentLength = aws.Int64(size)
+	}
+	if sum != "" {
+		// Signed as x-amz-checksum-sha256: S3 stores the part only if the
+		// body has that hash.
+		in.ChecksumSHA256 = aws.String(sum)
 	}
 	signed, err := s.o.Presign.PresignUploadPart(r.Context(), in, s.presignOptions)
 	if err != nil {
@@ -221,6 +235,9 @@ type signature struct {
 	Expires int64             `json:"expires"` // seconds
 	Fields  map[string]string `json:"fields,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// Key and Bucket say where a single PUT goes (tusgate's addition).
+	Key    string `json:"key,omitempty"`
+	Bucket string `json:"bucket,omitempty"`
 }
 
 // presignOptions sets the URLs' lifetime and keeps the SDK from adding a

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -192,6 +194,28 @@ func TestDirectSignedSizeAndExpiry(t *testing.T) {
 	}
 	if status, _ := d.put(t, alice.sign(t, c, 1, 5*MiB+2), data); status != http.StatusForbidden {
 		t.Errorf("a part smaller than signed: S3 answered %d, want 403", status)
+	}
+	// With the part's SHA-256 signed, S3 stores only the whole part: not
+	// other bytes, nor a body cut off mid-way (which versitygw 1.8 would
+	// otherwise keep, filled up with zeros).
+	other, _ := payload(int64(len(data)), 93)
+	withSum := func(b []byte) signed {
+		var s signed
+		sum := sha256.Sum256(b)
+		p := partPath(c, 1, int64(len(b))) + "&sha256=" + url.QueryEscape(base64.StdEncoding.EncodeToString(sum[:]))
+		if r := alice.call(t, "GET", p, nil, &s); r.Status != http.StatusOK || s.Headers["x-amz-checksum-sha256"] == "" {
+			t.Fatalf("sign with sha256: %d %s", r.Status, r.Body)
+		}
+		return s
+	}
+	if status, _ := d.put(t, withSum(other), data); status != http.StatusBadRequest {
+		t.Errorf("a part whose bytes do not match the signed SHA-256: S3 answered %d, want 400 (BadDigest)", status)
+	}
+	// Cut off now; the part listing below comes after the URL expiry's
+	// wait, by when S3 has long seen the connection close.
+	d.putCut(t, withSum(data), data, len(data)/3)
+	if r := alice.call(t, "GET", partPath(c, 1, -1)+"&sha256=x", nil, nil); r.Status != http.StatusBadRequest {
+		t.Errorf("a malformed sha256: %d %s", r.Status, r.Body)
 	}
 	s := alice.sign(t, c, 1, int64(len(data)))
 	if s.Expires != 1 {

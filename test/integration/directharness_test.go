@@ -139,6 +139,14 @@ func (u *user) sign(t *testing.T, c created, pn int, size int64) signed {
 // read, as a browser does, so that the answer is seen either way.
 func (d *directSetup) put(t *testing.T, s signed, data []byte) (int, string) {
 	t.Helper()
+	return d.putCut(t, s, data, len(data))
+}
+
+// putCut announces data but sends only its first n bytes before it closes
+// the connection (n < len(data)), as a browser does when a page reloads
+// mid-part; then it reports status 0.
+func (d *directSetup) putCut(t *testing.T, s signed, data []byte, n int) (int, string) {
+	t.Helper()
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +168,11 @@ func (d *directSetup) put(t *testing.T, s signed, data []byte) (int, string) {
 		fmt.Fprintf(&head, "%s: %s\r\n", k, v)
 	}
 	head.WriteString("\r\n")
+	if n < len(data) {
+		_, _ = conn.Write(head.Bytes())
+		_, _ = conn.Write(data[:n])
+		return 0, ""
+	}
 	go func() {
 		if _, err := conn.Write(head.Bytes()); err == nil {
 			_, _ = conn.Write(data)
