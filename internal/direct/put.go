@@ -98,7 +98,7 @@ func (s *Service) params(w http.ResponseWriter, r *http.Request) {
 	s.m.uploads.WithLabelValues("created").Inc()
 	writeJSON(w, http.StatusOK, signature{
 		Method: http.MethodPut, URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second),
-		Fields: map[string]string{}, Headers: browserHeaders(signed),
+		Fields: map[string]string{}, Headers: browserHeaders(signed), Key: key, Bucket: s.o.Bucket,
 	})
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -35,6 +36,10 @@ func (s *Server) setupDirect(b backend.Backend, reg prometheus.Registerer) error
 	}
 	s.direct = svc
 	s.usage = svc.Usage()
+	if u, err := url.Parse(sb.Endpoint); err == nil && u.Scheme == "http" && u.Host != "" {
+		// The example pages' CSP allows HTTPS; a plain-HTTP S3 needs naming.
+		s.directOrigin = "http://" + u.Host
+	}
 	go s.checkBucketCORS(sb)
 	return nil
 }

@@ -57,6 +57,9 @@ type Server struct {
 	limits quota.Limits
 	// direct serves direct uploads to S3 (--direct-uploads), or is nil.
 	direct *direct.Service
+	// directOrigin is the S3 endpoint's origin when the pages' CSP must
+	// name it (plain HTTP).
+	directOrigin string
 	// storageErrors counts storage errors answered to clients, by kind.
 	storageErrors *prometheus.CounterVec
 
