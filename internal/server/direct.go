@@ -40,7 +40,7 @@ func (s *Server) setupDirect(b backend.Backend, reg prometheus.Registerer) error
 		// The example pages' CSP allows HTTPS; a plain-HTTP S3 needs naming.
 		s.directOrigin = "http://" + u.Host
 	}
-	go s.checkBucketCORS(sb)
+	s.checkBucketCORS(sb)
 	return nil
 }
 
@@ -58,9 +58,10 @@ func (s *Server) directRoutes(mux *http.ServeMux, authenticate func(http.Handler
 }
 
 // checkBucketCORS warns when the bucket's CORS rules keep browsers from
-// uploading straight to it.
+// uploading straight to it. It runs before tusgate listens, and gives up
+// after a few seconds (S3 may not answer yet: readiness reports that).
 func (s *Server) checkBucketCORS(sb *s3backend.Backend) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	problems, ok := direct.CheckCORS(ctx, sb.Client, sb.Bucket, s.cfg.CORSOrigins)
 	for _, p := range problems {

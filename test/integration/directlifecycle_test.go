@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // directEventID is the upload ID events of a direct upload carry.
@@ -131,5 +132,40 @@ func TestDirectJanitorExpiresIdleUploads(t *testing.T) {
 	}
 	if ups := d.b.s3.MultipartUploads(t, testBucket); len(ups) != 0 {
 		t.Errorf("multipart uploads left: %v", ups)
+	}
+}
+
+// At start-up tusgate reads the bucket's CORS rules and says clearly what
+// keeps browsers on --cors-origins from uploading straight to it.
+func TestDirectStartupCORSCheck(t *testing.T) {
+	b := s3Backend(t)
+	const origin = "https://app.example"
+	start := func() string {
+		t.Helper()
+		a := startAuth(t, b, "--direct-uploads", "--cors-origins", origin)
+		a.g.Kill() // the check runs before tusgate listens: its lines are logged
+		return a.g.Log()
+	}
+	put := func(rule types.CORSRule) {
+		t.Helper()
+		_, err := b.s3.Client.PutBucketCors(t.Context(), &s3.PutBucketCorsInput{Bucket: aws.String(testBucket), CORSConfiguration: &types.CORSConfiguration{CORSRules: []types.CORSRule{rule}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if log := start(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, `has no CORS configuration`) {
+		t.Errorf("no CORS rules: log lacks the warning:\n%s", log)
+	}
+	put(types.CORSRule{AllowedOrigins: []string{origin}, AllowedMethods: []string{"PUT"}, AllowedHeaders: []string{"*"}})
+	if log := start(); !strings.Contains(log, "does not expose ETag") {
+		t.Errorf("ETag not exposed: log lacks the warning:\n%s", log)
+	}
+	put(types.CORSRule{AllowedOrigins: []string{"https://other.example"}, AllowedMethods: []string{"PUT"}, AllowedHeaders: []string{"*"}, ExposeHeaders: []string{"ETag"}})
+	if log := start(); !strings.Contains(log, "do not allow PUT from origin "+origin) {
+		t.Errorf("other origin: log lacks the warning:\n%s", log)
+	}
+	put(types.CORSRule{AllowedOrigins: []string{origin}, AllowedMethods: []string{"PUT", "GET"}, AllowedHeaders: []string{"*"}, ExposeHeaders: []string{"ETag"}})
+	if log := start(); !strings.Contains(log, "the bucket's CORS rules let browsers upload") || strings.Contains(log, "level=WARN msg=\"direct uploads") {
+		t.Errorf("good rules: log:\n%s", log)
 	}
 }
