@@ -75,7 +75,7 @@ type options struct {
 	checksum                             string
 	pid, s3pid                           int
 	metricsURL                           string
-	s3Direct                             bool
+	s3Direct, gateDirect                 bool
 	s3Bucket                             string
 	partSize                             int64
 	partConcurrency                      int
@@ -105,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsURL, "metrics", "", "server's Prometheus endpoint: CPU from process_cpu_seconds_total, peak RSS sampled from process_resident_memory_bytes (instead of --pid)")
 	fs.IntVar(&o.s3pid, "s3-pid", 0, "local S3 server process (e.g. versitygw), measured like --pid and reported separately")
 	fs.BoolVar(&o.s3Direct, "s3-direct", false, "upload straight to S3 with CreateMultipartUpload/UploadPart/CompleteMultipartUpload (default AWS credential chain, AWS_ENDPOINT_URL_S3, AWS_CA_BUNDLE)")
+	fs.BoolVar(&o.gateDirect, "gate-direct", false, "upload through tusgate's direct-upload routes (--direct-uploads) at --endpoint's origin: tusgate signs each part, the parts go straight to S3 (AWS_CA_BUNDLE is trusted); --part-size and --part-concurrency apply")
 	fs.StringVar(&o.s3Bucket, "s3-bucket", "", "bucket for --s3-direct")
 	fs.Var(sizeFlag{&o.partSize}, "part-size", "part size for --s3-direct (tusd's default preferred part size)")
 	fs.IntVar(&o.partConcurrency, "part-concurrency", 5, "parts of one upload in flight at once with --s3-direct (the SDK transfer manager's default)")
@@ -130,6 +131,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		problems = append(problems, "--s3-direct needs --s3-bucket")
 	case o.s3Direct && o.headParts > 0:
 		problems = append(problems, "--s3-direct and --head-parts exclude each other")
+	case o.gateDirect && (o.s3Direct || o.headParts > 0):
+		problems = append(problems, "--gate-direct excludes --s3-direct and --head-parts")
+	case o.gateDirect && o.s3Bucket == "" && !o.keep:
+		problems = append(problems, "--gate-direct needs --s3-bucket (tusgate's bucket, to delete the objects after the run) or --keep")
 	case !o.s3Direct && o.endpoint == "":
 		problems = append(problems, "--endpoint is required (or --s3-direct)")
 	}
@@ -186,7 +191,7 @@ func defaultScenario(o *options) string {
 type Result struct {
 	Label       string   `json:"label"`
 	Scenario    string   `json:"scenario"`
-	Mode        string   `json:"mode"` // "tus", "s3-direct" or "head"
+	Mode        string   `json:"mode"` // "tus", "s3-direct", "gate-direct" or "head"
 	Uploads     int      `json:"uploads"`
 	Size        int64    `json:"size"`
 	Concurrency int      `json:"concurrency"`
@@ -290,8 +295,11 @@ type bench struct {
 	lat    *Latencies
 	tus    *TusClient
 	direct *S3Direct
-	server ResourceSource // nil: not measured
-	s3     ResourceSource
+	gate   *GateDirect
+	// objects deletes --gate-direct's objects after the run.
+	objects *S3Direct
+	server  ResourceSource // nil: not measured
+	s3      ResourceSource
 }
 
 func newBench(ctx context.Context, o *options) (*bench, error) {
@@ -308,9 +316,24 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 			Prefix: fmt.Sprintf("tusgate-bench/%d/", time.Now().UnixNano()),
 		}
 	} else {
+		if o.gateDirect {
+			conns = o.concurrency * o.partConcurrency
+		}
 		hc := newHTTPClient(conns, o.insecure)
 		ep, _ := url.Parse(o.endpoint)
 		b.tus = &TusClient{HC: hc, Endpoint: ep, Token: o.token, Lat: b.lat, Checksum: o.checksum}
+		if o.gateDirect {
+			s3hc, err := newS3HTTPClient(conns, o.insecure)
+			if err != nil {
+				return nil, err
+			}
+			client, err := newS3Client(ctx, 4, o.insecure)
+			if err != nil {
+				return nil, err
+			}
+			b.objects = &S3Direct{Client: client, Bucket: o.s3Bucket}
+			b.gate = &GateDirect{HC: hc, S3: s3hc, Base: ep, PartSize: o.partSize, PartConcurrency: o.partConcurrency, Lat: b.lat}
+		}
 		if o.tokenURL != "" {
 			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -319,6 +342,9 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 				return nil, fmt.Errorf("getting a token: %w", err)
 			}
 			b.tus.Token = tok
+		}
+		if b.gate != nil {
+			b.gate.Token = b.tus.Token
 		}
 	}
 	switch {
@@ -400,6 +426,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 	if o.s3Direct {
 		res.Mode = "s3-direct"
 	}
+	if o.gateDirect {
+		res.Mode = "gate-direct"
+	}
 	if o.headParts > 0 {
 		return b.runHead(ctx, res, stderr)
 	}
@@ -417,6 +446,8 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 		var err error
 		if b.direct != nil {
 			err = b.direct.Upload(mctx, b.gen, b.direct.Key(i), int64(i)*o.size, o.size)
+		} else if b.gate != nil {
+			locs[i], err = b.gate.Upload(mctx, b.gen, fmt.Sprintf("bench-%06d.bin", i), int64(i)*o.size, o.size)
 		} else {
 			locs[i], err = b.tus.upload(mctx, b.gen, fmt.Sprintf("bench-%06d.bin", i), int64(i)*o.size, o.size, o.chunk, o.withData)
 		}
@@ -442,6 +473,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 	data := b.lat.Of(kindPATCH, kindPOSTData)
 	if b.direct != nil {
 		data = b.lat.Of(kindPart)
+	}
+	if b.gate != nil {
+		data = b.lat.Of(kindDirectPart)
 	}
 	res.P50ms, res.P99ms = Percentile(data, 50), Percentile(data, 99)
 	res.Requests = b.lat.Stats()
@@ -529,7 +563,9 @@ func (b *bench) cleanup(ctx context.Context, locs []string, errs []error, stderr
 		switch {
 		case b.direct != nil && errs[i] == nil: // failed ones were aborted
 			err = b.direct.Delete(cctx, b.direct.Key(i))
-		case b.direct == nil && locs[i] != "":
+		case b.gate != nil && locs[i] != "":
+			err = b.objects.Delete(cctx, locs[i])
+		case b.direct == nil && b.gate == nil && locs[i] != "":
 			err = b.tus.Delete(cctx, locs[i])
 		}
 		if err != nil {
