@@ -38,8 +38,9 @@ func CheckCORS(ctx context.Context, c CORSReader, bucket string, origins []strin
 	return corsProblems(out.CORSRules, origins, bucket), true
 }
 
-// corsProblems checks rules for each origin ("*": none given; then any
-// rule that allows PUT will do).
+// corsProblems checks rules for each origin. Without origins (no
+// --cors-origins: the pages are served by tusgate itself, whose public
+// origin tusgate may not know) any rule that allows PUT will do.
 func corsProblems(rules []types.CORSRule, origins []string, bucket string) []string {
 	if len(origins) == 0 {
 		origins = []string{"*"}
@@ -55,7 +56,7 @@ func corsProblems(rules []types.CORSRule, origins []string, bucket string) []str
 		}
 		who := "origin " + origin
 		if origin == "*" {
-			who = "any origin"
+			who = "any origin (set --cors-origins to check yours)"
 		}
 		if matched == nil {
 			problems = append(problems, fmt.Sprintf("bucket %q's CORS rules do not allow PUT from %s: browsers cannot upload straight to S3 (docs/direct-uploads.md)", bucket, who))
@@ -75,11 +76,8 @@ func corsProblems(rules []types.CORSRule, origins []string, bucket string) []str
 // allows one "*" wildcard in each.
 func originAllowed(allowed []string, origin string) bool {
 	for _, a := range allowed {
-		if a == "*" || a == origin {
+		if a == "*" || a == origin || origin == "*" {
 			return true
-		}
-		if origin == "*" {
-			continue
 		}
 		if strings.Count(a, "*") == 1 {
 			if ok, _ := path.Match(strings.ReplaceAll(a, "/", "\x00"), strings.ReplaceAll(origin, "/", "\x00")); ok {
