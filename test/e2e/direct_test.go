@@ -3,6 +3,7 @@ package e2e
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -147,6 +148,26 @@ func TestDirectPagesCancelLeavesNothing(t *testing.T) {
 			if keys := e.s3.Keys(t, bucket, ""); len(keys) != 0 {
 				t.Fatalf("objects left after cancel: %v", keys)
 			}
+		})
+	}
+}
+
+// Tokens expire during a long direct upload: signing requests and the
+// completion run with tokens the pages renewed.
+func TestDirectPagesRefreshTokens(t *testing.T) {
+	dir := t.TempDir()
+	f := makeFile(t, dir, "slow-direct.bin", 120*MiB, 25)
+	for _, p := range directPages {
+		t.Run(p.name, func(t *testing.T) {
+			e := startDirect(t, "--dev-token-ttl", "10s", "--oidc-leeway", "1s")
+			began := time.Now()
+			// 120 MiB at 4 MiB/s: about 30 s, three token lifetimes.
+			d := runDriver(t, e.gate, p.page, []file{f}, append([]string{"--scenario", "wait", "--throttle", strconv.Itoa(4 * MiB)}, p.args...)...)
+			d.finish(t)
+			if took := time.Since(began); took < 25*time.Second {
+				t.Fatalf("upload took %v: too fast to outlive two 10s tokens, the test proves nothing", took)
+			}
+			e.assertStored(t, d, f)
 		})
 	}
 }

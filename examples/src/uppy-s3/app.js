@@ -102,14 +102,21 @@ async function main() {
     },
   });
   const plugin = uppy.getPlugin("AwsS3");
+  let current = plugin.opts.headers.Authorization;
   const renew = async () => {
     try {
-      plugin.setOptions({ headers: await authHeaders() });
+      const headers = await authHeaders();
+      if (headers.Authorization !== current) {
+        current = headers.Authorization;
+        plugin.setOptions({ headers });
+      }
     } catch (err) {
       console.warn("tusgate: token renewal failed:", err.message);
     }
   };
-  setInterval(renew, 5000);
+  // Auth renews the token a little before it expires; the plugin gets the
+  // new one within a second.
+  setInterval(renew, 1000);
 
   async function api(path, signal, method = "GET") {
     for (let attempt = 0; ; attempt++) {
