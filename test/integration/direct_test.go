@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusgate/tusgate/test/testenv"
 )
 
 // Every /s3/ route wants the same bearer token as tus, answered per RFC
@@ -282,5 +284,52 @@ func TestDirectCompleteWithForeignParts(t *testing.T) {
 	}
 	if r := alice.complete(t, a, []completedPart{{1, ea}}); r.Status != http.StatusOK {
 		t.Fatalf("a with its own part: %d %s", r.Status, r.Body)
+	}
+}
+
+// Ownership records live in the bucket: an upload created through one
+// instance is signed, listed, completed and aborted through another, and
+// still refused to other users there.
+func TestDirectAcrossInstances(t *testing.T) {
+	b := s3Backend(t)
+	iss := testenv.StartIssuer(t)
+	iss.AddRSAKey(t, "rsa1", true)
+	on := func() *directSetup {
+		g := startGate(t, b.env, "--s3-bucket", testBucket, "--data-dir", t.TempDir(), "--oidc-issuer", iss.URL, "--oidc-audience", audience, "--direct-uploads")
+		return &directSetup{authSetup: &authSetup{iss: iss, b: b, g: g}, s3c: caClient(t, b.s3.CABundle)}
+	}
+	d1, d2 := on(), on()
+	alice1, alice2, bob2 := d1.user(t, "alice"), d2.user(t, "alice"), d2.user(t, "bob")
+
+	c := alice1.create(t, map[string]any{"filename": "a.bin", "size": 6 * MiB})
+	data, sum := payload(6*MiB, 101)
+	e1 := alice2.uploadPart(t, c, 1, data[:5*MiB], true)
+	e2 := alice1.uploadPart(t, c, 2, data[5*MiB:], true)
+	if r := bob2.call(t, "GET", partPath(c, 3, -1), nil, nil); r.Status != http.StatusNotFound {
+		t.Errorf("bob signs alice's upload on the other instance: %d %s", r.Status, r.Body)
+	}
+	if n := listedParts(t, alice2, c); n != 2 {
+		t.Fatalf("listed %d parts on the other instance", n)
+	}
+	if r := alice2.complete(t, c, []completedPart{{1, e1}, {2, e2}}); r.Status != http.StatusOK {
+		t.Fatalf("complete on the other instance: %d %s", r.Status, r.Body)
+	}
+	if got, _ := b.s3.ObjectSHA256(t, testBucket, c.Key); got != sum {
+		t.Fatal("object differs")
+	}
+	// Signing on the creating instance after the other one completed: its
+	// cached record is stale, and S3 refuses the URL.
+	if status, _ := d1.put(t, alice1.sign(t, c, 3, 1), []byte("x")); status != http.StatusNotFound {
+		t.Errorf("a part for the completed upload: S3 answered %d, want 404 NoSuchUpload", status)
+	}
+	x := alice2.create(t, map[string]any{"filename": "x.bin", "size": 1})
+	if r := alice1.call(t, "DELETE", uploadPath(x, ""), nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("abort on the other instance: %d %s", r.Status, r.Body)
+	}
+	if !d1.multipartGone(t, x) {
+		t.Error("the aborted upload is still there")
+	}
+	if r := alice2.call(t, "GET", uploadPath(x, ""), nil, nil); r.Status != http.StatusNotFound {
+		t.Errorf("listing the aborted upload on the instance that created it: %d %s", r.Status, r.Body)
 	}
 }

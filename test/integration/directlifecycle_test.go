@@ -101,11 +101,33 @@ func TestDirectPreFinish(t *testing.T) {
 // upload.expired), and leaves active and finished ones alone.
 func TestDirectJanitorExpiresIdleUploads(t *testing.T) {
 	rc := startReceiver(t)
-	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--upload-ttl", "3s", "--webhook-url", rc.URL)
+	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--upload-ttl", "3s", "--webhook-url", rc.URL, "--direct-url-expiry", "1s")
 	alice := d.user(t, "alice")
 	idle := alice.create(t, map[string]any{"filename": "idle"})
 	data, _ := payload(5*MiB, 100)
 	alice.uploadPart(t, idle, 1, data, true)
+
+	// Orphans: a multipart upload with a direct key but no record (a crash
+	// at creation), and a record whose multipart upload is gone (aborted
+	// behind tusgate's back).
+	folder, _, _ := strings.Cut(idle.Key, "/")
+	orphanKey := folder + "/d-" + strings.Repeat("ab", 16)
+	if _, err := d.b.s3.Client.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(orphanKey)}); err != nil {
+		t.Fatal(err)
+	}
+	lost := alice.create(t, map[string]any{"filename": "lost"})
+	if _, err := d.b.s3.Client.AbortMultipartUpload(t.Context(), &s3.AbortMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(lost.Key), UploadId: aws.String(lost.UploadID)}); err != nil {
+		t.Fatal(err)
+	}
+	// A single PUT: upload.finished once the object is there; its record
+	// goes when its URL has expired.
+	var put signed
+	if r := alice.call(t, "GET", "/s3/params?filename=p.txt&type=text/plain&size=3", nil, &put); r.Status != http.StatusOK {
+		t.Fatalf("params: %d %s", r.Status, r.Body)
+	}
+	if status, _ := d.put(t, put, []byte("abc")); status != http.StatusOK {
+		t.Fatalf("single PUT: %d", status)
+	}
 	done := alice.create(t, map[string]any{"filename": "done"})
 	e := alice.uploadPart(t, done, 1, data, true)
 	if r := alice.complete(t, done, []completedPart{{1, e}}); r.Status != http.StatusOK {
@@ -130,9 +152,15 @@ func TestDirectJanitorExpiresIdleUploads(t *testing.T) {
 	if _, n := d.b.s3.ObjectSHA256(t, testBucket, done.Key); n != 5*MiB {
 		t.Error("the finished object is gone")
 	}
-	if ups := d.b.s3.MultipartUploads(t, testBucket); len(ups) != 0 {
-		t.Errorf("multipart uploads left: %v", ups)
+	fin := rc.waitFor(t, 20*time.Second, "upload.finished of the single PUT", func(dl delivery) bool {
+		return dl.Event.Type == "upload.finished" && strings.HasSuffix(put.URL[:strings.Index(put.URL, "?")], dl.Event.Upload.ID)
+	})
+	if fin.Event.Upload.Size != 3 || fin.Event.Upload.Storage.ETag == "" {
+		t.Errorf("upload.finished of the single PUT: %s", fin.Body)
 	}
+	waitUntil(t, 20*time.Second, "the janitor to remove orphans and stale records", func() bool {
+		return len(d.b.s3.MultipartUploads(t, testBucket)) == 0 && len(d.b.s3.Keys(t, testBucket, ".tusgate/direct/")) == 0
+	})
 }
 
 // At start-up tusgate reads the bucket's CORS rules and says clearly what
