@@ -333,3 +333,29 @@ func TestDirectAcrossInstances(t *testing.T) {
 		t.Errorf("listing the aborted upload on the instance that created it: %d %s", r.Status, r.Body)
 	}
 }
+
+// With --s3-object-prefix, keys and records lie under the prefix, and a key
+// outside it names no upload.
+func TestDirectWithObjectPrefix(t *testing.T) {
+	d := startDirect(t, s3Backend(t, "--s3-object-prefix", "up/loads"))
+	alice := d.user(t, "alice")
+	c := alice.create(t, map[string]any{"filename": "a.bin"})
+	rel, ok := strings.CutPrefix(c.Key, "up/loads/")
+	if !ok || !directKey.MatchString(rel) {
+		t.Fatalf("key %q is not up/loads/<owner>/d-<hex>", c.Key)
+	}
+	if keys := d.b.s3.Keys(t, testBucket, "up/loads/.tusgate/direct/"); len(keys) != 1 || keys[0] != "up/loads/.tusgate/direct/"+rel {
+		t.Fatalf("records: %v", keys)
+	}
+	if r := alice.call(t, "GET", partPath(created{Key: rel, UploadID: c.UploadID}, 1, -1), nil, nil); r.Status != http.StatusNotFound {
+		t.Errorf("the key without its prefix: %d %s", r.Status, r.Body)
+	}
+	data, sum := payload(1000, 102)
+	e := alice.uploadPart(t, c, 1, data, true)
+	if r := alice.complete(t, c, []completedPart{{1, e}}); r.Status != http.StatusOK {
+		t.Fatalf("complete: %d %s", r.Status, r.Body)
+	}
+	if got, _ := d.b.s3.ObjectSHA256(t, testBucket, c.Key); got != sum {
+		t.Fatal("object differs")
+	}
+}
