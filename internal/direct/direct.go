@@ -148,6 +148,7 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /s3/multipart", s.create)
 	mux.HandleFunc("GET /s3/multipart/{uploadId}/{partNumber}", s.signPart)
+	mux.HandleFunc("GET /s3/multipart/{uploadId}/batch", s.signBatch)
 	mux.HandleFunc("GET /s3/multipart/{uploadId}", s.listParts)
 	mux.HandleFunc("POST /s3/multipart/{uploadId}/complete", s.complete)
 	mux.HandleFunc("DELETE /s3/multipart/{uploadId}", s.abort)

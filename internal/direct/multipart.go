@@ -228,6 +228,50 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, signature{URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second), Headers: browserHeaders(signed)})
 }
 
+// maxBatch bounds the parts one batch request signs.
+const maxBatch = 1000
+
+// signBatch presigns several parts at once (?partNumbers=1,2,3), as
+// Companion's batch route does for older Uppy clients: without sizes, so
+// each URL takes up to MaxPartSize.
+func (s *Service) signBatch(w http.ResponseWriter, r *http.Request) {
+	p, err := caller(r)
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	q := r.URL.Query()
+	list := strings.Split(q.Get("partNumbers"), ",")
+	if len(list) > maxBatch {
+		s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "sign at most %d parts at once", maxBatch))
+		return
+	}
+	numbers := make([]int, len(list))
+	for i, v := range list {
+		if numbers[i], err = strconv.Atoi(v); err != nil || numbers[i] < 1 || numbers[i] > MaxParts {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "partNumbers is a comma-separated list of part numbers from 1 to %d", MaxParts))
+			return
+		}
+	}
+	u, err := s.resolve(r.Context(), p, q.Get("key"), r.PathValue("uploadId"))
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	urls := make(map[string]string, len(numbers))
+	for _, pn := range numbers {
+		in := &s3.UploadPartInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key), UploadId: aws.String(u.rec.UploadID), PartNumber: aws.Int32(int32(pn))}
+		signed, err := s.o.Presign.PresignUploadPart(r.Context(), in, s.presignOptions)
+		if err != nil {
+			s.fail(w, r, "PresignUploadPart", err)
+			return
+		}
+		urls[strconv.Itoa(pn)] = signed.URL
+	}
+	s.m.signed.WithLabelValues("part").Add(float64(len(numbers)))
+	writeJSON(w, http.StatusOK, map[string]any{"presignedUrls": urls})
+}
+
 // signature is a presigned request as @uppy/aws-s3 takes it.
 type signature struct {
 	Method  string            `json:"method,omitempty"`

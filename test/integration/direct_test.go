@@ -117,6 +117,7 @@ func TestDirectOtherUsersUploads(t *testing.T) {
 		for _, rt := range []struct{ method, path string }{
 			{"GET", partPath(target, 1, -1)},
 			{"GET", partPath(target, 2, 5*MiB)},
+			{"GET", uploadPath(target, "/batch") + "&partNumbers=1,2"},
 			{"GET", uploadPath(target, "")},
 			{"DELETE", uploadPath(target, "")},
 		} {
@@ -165,6 +166,7 @@ func TestDirectForgedKeys(t *testing.T) {
 		forged := created{Key: key, UploadID: b.UploadID}
 		for _, rt := range []struct{ method, path string }{
 			{"GET", partPath(forged, 1, 1)},
+			{"GET", uploadPath(forged, "/batch") + "&partNumbers=1"},
 			{"GET", uploadPath(forged, "")},
 			{"POST", uploadPath(forged, "/complete")},
 			{"DELETE", uploadPath(forged, "")},

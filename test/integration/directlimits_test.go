@@ -163,9 +163,24 @@ func TestDirectListsAllPages(t *testing.T) {
 	d := startDirect(t, s3Backend(t))
 	alice := d.user(t, "alice")
 	c := alice.create(t, map[string]any{"filename": "a"})
-	const n = 1003
+	const n = 1003 // and two more from a batch
 	for pn := 1; pn <= n; pn++ {
 		alice.uploadPart(t, c, pn, []byte(fmt.Sprint(pn)), true)
+	}
+	// Companion's batch route signs several parts at once.
+	var batch struct{ PresignedUrls map[string]string }
+	if r := alice.call(t, "GET", uploadPath(c, "/batch")+"&partNumbers=1004,1005", nil, &batch); r.Status != http.StatusOK || len(batch.PresignedUrls) != 2 {
+		t.Fatalf("batch: %d %s", r.Status, r.Body)
+	}
+	for _, pn := range []string{"1004", "1005"} {
+		if status, _ := d.put(t, signed{URL: batch.PresignedUrls[pn]}, []byte(pn)); status != http.StatusOK {
+			t.Fatalf("PUT part %s from the batch: %d", pn, status)
+		}
+	}
+	for _, bad := range []string{"", "0", "1,x", "10001"} {
+		if r := alice.call(t, "GET", uploadPath(c, "/batch")+"&partNumbers="+bad, nil, nil); r.Status != http.StatusBadRequest {
+			t.Errorf("batch of %q: %d %s", bad, r.Status, r.Body)
+		}
 	}
 	var parts []struct {
 		PartNumber int
@@ -174,8 +189,8 @@ func TestDirectListsAllPages(t *testing.T) {
 	if r := alice.call(t, "GET", uploadPath(c, ""), nil, &parts); r.Status != http.StatusOK {
 		t.Fatalf("list: %d", r.Status)
 	}
-	if len(parts) != n {
-		t.Fatalf("listed %d parts, want %d", len(parts), n)
+	if len(parts) != n+2 {
+		t.Fatalf("listed %d parts, want %d", len(parts), n+2)
 	}
 	for i, p := range parts {
 		if p.PartNumber != i+1 || p.Size != int64(len(fmt.Sprint(i+1))) {
