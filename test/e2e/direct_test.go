@@ -95,12 +95,15 @@ func TestDirectPagesResumeAfterReload(t *testing.T) {
 	e.assertStored(t, d, big)
 	const partSize = 5 * MiB
 	parts := int((big.Size + partSize - 1) / partSize)
-	storedBefore := map[int]bool{}
+	storedBefore := map[int]bool{} // S3 answered 200 before the reload
+	sentBefore := map[int]bool{}   // the first page sent them
 	sentAfter := map[int]int{}
 	for _, ev := range d.all {
 		switch {
 		case ev.Event == "s3stored" && ev.Generation == 1 && ev.Status == 200:
 			storedBefore[ev.PartNumber] = true
+		case ev.Event == "s3put" && ev.Generation == 1:
+			sentBefore[ev.PartNumber] = true
 		case ev.Event == "s3put" && ev.Generation == 2:
 			sentAfter[ev.PartNumber]++
 		}
@@ -114,8 +117,11 @@ func TestDirectPagesResumeAfterReload(t *testing.T) {
 		}
 	}
 	for pn := 1; pn <= parts; pn++ {
-		if !storedBefore[pn] && sentAfter[pn] == 0 {
-			t.Errorf("part %d was never sent after the reload", pn)
+		// A part in flight at the reload may have reached S3 though the
+		// page went away before the answer: listed then, it is not sent
+		// again. Any other part must be sent after the reload.
+		if !storedBefore[pn] && sentAfter[pn] == 0 && !sentBefore[pn] {
+			t.Errorf("part %d was never sent", pn)
 		}
 	}
 	t.Logf("%d parts: %d stored before the reload, %d sent after it", parts, len(storedBefore), len(sentAfter))
