@@ -16,6 +16,8 @@ FROM node:${NODE_VERSION}-bookworm-slim AS pages
 WORKDIR /src/examples
 COPY examples/package.json examples/package-lock.json ./
 RUN npm ci --no-audit --no-fund
+COPY examples/src/uppy-s3/package.json examples/src/uppy-s3/package-lock.json ./src/uppy-s3/
+RUN cd src/uppy-s3 && npm ci --no-audit --no-fund
 COPY examples/ ./
 RUN npm run build
 

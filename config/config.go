@@ -92,6 +92,12 @@ type Config struct {
 
 	// Lifecycle configures webhooks and expiration.
 	Lifecycle Lifecycle
+
+	// DirectUploads serves Companion-compatible routes under /s3/ that
+	// presign uploads straight from browsers to the S3 bucket.
+	DirectUploads bool
+	// DirectURLExpiry is how long those presigned URLs are valid.
+	DirectURLExpiry time.Duration
 }
 
 // Lifecycle configures what happens around an upload's life: webhooks to
@@ -219,6 +225,7 @@ func Default() Config {
 		NetworkTimeout:  60 * time.Second,
 		DevTokenTTL:     time.Hour,
 		RedisLockLease:  30 * time.Second,
+		DirectURLExpiry: 15 * time.Minute,
 		Lifecycle: Lifecycle{
 			WebhookTimeout: 10 * time.Second,
 			UploadTTL:      24 * time.Hour,

@@ -85,6 +85,8 @@ func Flags(cfg *Config) *flag.FlagSet {
 	fs.Var(durationValue{&cfg.Lifecycle.UploadTTL}, "upload-ttl", "idle `duration` after which an unfinished upload expires (0: never)")
 	fs.Var(durationValue{&cfg.Lifecycle.TombstoneTTL}, "tombstone-ttl", "`duration` requests for an expired upload answer 410 Gone (then 404)")
 	fs.Var(durationValue{&cfg.Lifecycle.FinishedInfoTTL}, "finished-info-ttl", "remove finished uploads' .info after this `duration` (0: keep)")
+	fs.BoolVar(&cfg.DirectUploads, "direct-uploads", cfg.DirectUploads, "serve /s3/ routes that presign uploads straight from browsers to --s3-bucket (Companion-compatible; see docs/direct-uploads.md)")
+	fs.Var(durationValue{&cfg.DirectURLExpiry}, "direct-url-expiry", "`lifetime` of the presigned URLs of direct uploads")
 	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", cfg.S3.Bucket, "S3 `bucket` for uploads (empty: store in --data-dir)")
 	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", cfg.S3.Endpoint, "S3 endpoint `URL` for MinIO, R2, … (also AWS_ENDPOINT_URL_S3)")
 	fs.StringVar(&cfg.S3.Region, "s3-region", cfg.S3.Region, "S3 `region` (default: the AWS chain; us-east-1 with a custom endpoint)")

@@ -101,6 +101,17 @@ func (c *Config) Validate() Problems {
 	if c.UsesS3() {
 		p = append(p, c.S3.validate()...)
 	}
+	if c.DirectUploads {
+		if !c.UsesS3() {
+			add("--direct-uploads needs --s3-bucket: browsers upload straight to that bucket")
+		}
+		if c.InsecureNoAuth {
+			add("--direct-uploads needs authentication (--oidc-issuer or --dev), not --insecure-no-auth: every upload belongs to a user")
+		}
+	}
+	if c.DirectURLExpiry < time.Second || c.DirectURLExpiry > time.Hour {
+		add("--direct-url-expiry %v: give 1s to 1h (default 15m)", c.DirectURLExpiry)
+	}
 	return p
 }
 

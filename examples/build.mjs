@@ -2,6 +2,8 @@
 //   dist/index.html, dist/assets/{style.css,index.js}
 //   dist/dropzone/{index.html,app.js,app.css}
 //   dist/uppy/{index.html,app.js,app.css}
+//   dist/uppy-s3/{index.html,app.js,app.css}: Uppy v5 with @uppy/aws-s3 v5,
+//     from src/uppy-s3/node_modules (its own package.json; scripts/build-examples.sh installs it)
 // Everything is bundled: the pages' Content-Security-Policy allows scripts
 // and styles from the server itself only, and no inline scripts.
 // Set SOURCEMAP=1 for source maps.
@@ -25,6 +27,7 @@ const result = await esbuild.build({
   entryPoints: {
     "dropzone/app": "src/dropzone/app.js",
     "uppy/app": "src/uppy/app.js",
+    "uppy-s3/app": "src/uppy-s3/app.js",
     "assets/index": "src/index.js",
   },
   outdir: dist,
@@ -46,10 +49,12 @@ const result = await esbuild.build({
 
 await mkdir(path.join(dist, "dropzone"), { recursive: true });
 await mkdir(path.join(dist, "uppy"), { recursive: true });
+await mkdir(path.join(dist, "uppy-s3"), { recursive: true });
 await mkdir(path.join(dist, "assets"), { recursive: true });
 await cp(path.join(src, "index.html"), path.join(dist, "index.html"));
 await cp(path.join(src, "dropzone/index.html"), path.join(dist, "dropzone/index.html"));
 await cp(path.join(src, "uppy/index.html"), path.join(dist, "uppy/index.html"));
+await cp(path.join(src, "uppy-s3/index.html"), path.join(dist, "uppy-s3/index.html"));
 await cp(path.join(src, "common/style.css"), path.join(dist, "assets/style.css"));
 
 const out = Object.entries(result.metafile.outputs)

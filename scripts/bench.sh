@@ -16,6 +16,11 @@
 #   many    BENCH_MANY (200) concurrent uploads of 1MiB
 #   small   BENCH_SMALL_N (500) creation-with-upload POSTs of 64KiB,
 #           BENCH_SMALL_CONC (16) at a time
+#   direct  BENCH_DIRECT (8) concurrent uploads of BENCH_DIRECT_SIZE (1GiB):
+#           tusgate (tus), tusgate-direct (tusgate's /s3/ routes: tusgate
+#           signs each part, the client PUTs it straight to S3;
+#           --direct-uploads) and s3-direct, to compare the gateway's CPU
+#           per GiB when it carries the bytes and when it only signs
 #   series  tusgate and tusd (no direct S3) at each concurrency level of
 #           BENCH_SERIES ("8x128MiB 64x32MiB 256x8MiB": concurrent uploads
 #           x size of each), to see how CPU/GiB, throughput and peak RSS
@@ -71,7 +76,7 @@ cd "$ROOT"
 # The settings given, for the command printed with the report.
 REPRO=""
 for v in BENCH_SIZE BENCH_REPEAT BENCH_SCENARIOS BENCH_CONC BENCH_CONC_SIZE BENCH_SERIES BENCH_MANY BENCH_SMALL_N \
-	BENCH_SMALL_CONC BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
+	BENCH_SMALL_CONC BENCH_DIRECT BENCH_DIRECT_SIZE BENCH_DIRECT_PART BENCH_HEAD_PARTS BENCH_HEADS BENCH_TIMEOUT BENCH_TMP BENCH_QUIET_WAIT BENCH_PROFILE BENCH_TUSGATE_ARGS BENCH_PIN \
 	BENCH_S3_HTTP BENCH_CHECKSUM BENCH_OBJECT_SHA256; do
 	if [[ -n ${!v:-} ]]; then REPRO+="$v=${!v@Q} "; fi
 done
@@ -85,6 +90,9 @@ BENCH_SERIES=${BENCH_SERIES:-8x128MiB 64x32MiB 256x8MiB}
 BENCH_MANY=${BENCH_MANY:-200}
 BENCH_SMALL_N=${BENCH_SMALL_N:-500}
 BENCH_SMALL_CONC=${BENCH_SMALL_CONC:-16}
+BENCH_DIRECT=${BENCH_DIRECT:-8}
+BENCH_DIRECT_SIZE=${BENCH_DIRECT_SIZE:-1GiB}
+BENCH_DIRECT_PART=${BENCH_DIRECT_PART:-16MiB}
 BENCH_HEAD_PARTS=${BENCH_HEAD_PARTS:-2000}
 BENCH_HEADS=${BENCH_HEADS:-200}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-10m}
@@ -119,7 +127,7 @@ esac
 [[ $BENCH_QUIET_WAIT =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT must be a number of seconds"
 [[ $BENCH_PROFILE =~ ^[0-9]+$ ]] || die "BENCH_PROFILE must be a number of seconds (0: no profiles)"
 for s in $BENCH_SCENARIOS; do
-	case $s in single | conc | series | many | small | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
+	case $s in single | conc | series | many | small | direct | head) ;; *) die "unknown scenario $s in BENCH_SCENARIOS" ;; esac
 done
 for lvl in $BENCH_SERIES; do
 	[[ $lvl =~ ^[1-9][0-9]*x[0-9]+[KMG]iB$ ]] || die "BENCH_SERIES: $lvl is not UPLOADSxSIZE (e.g. 64x32MiB)"
@@ -247,6 +255,8 @@ go_tool tusd "$TUSD_VERSION" github.com/tus/tusd/v2/cmd/tusd -version
 mkdir -p "$BENCH_TMP" "$OUTDIR"
 need_gib=4
 [[ " $BENCH_SCENARIOS " == *" head "* ]] && need_gib=$((12 * BENCH_HEAD_PARTS / 2000 + 2))
+# 8 x 1 GiB: the parts, then the assembled objects until they are deleted.
+[[ " $BENCH_SCENARIOS " == *" direct "* ]] && need_gib=$((need_gib > 18 ? need_gib : 18))
 free_gib=$(df -Pk "$BENCH_TMP" | awk 'NR == 2 {print int($4 / 1048576)}')
 ((free_gib >= need_gib)) || die "only ${free_gib} GiB free in $BENCH_TMP, need about ${need_gib} GiB (set BENCH_TMP)"
 RUN=$(mktemp -d "$BENCH_TMP/tusgate-bench.XXXXXX")
@@ -321,7 +331,7 @@ start_tusgate() {
 	PATHS_BEFORE=
 	mkdir -p "$RUN/$name"
 	start_bg "$RUN/logs/$name.log" "${PIN_REST[@]}" env -i PATH="$PATH" HOME="$RUN/home" "${S3ENV[@]}" AWS_ENDPOINT_URL_S3="$S3_URL" \
-		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate "${prof[@]}" "${TUSGATE_ARGS[@]}" "$@"
+		"$RUN/bin/tusgate" --dev --listen "127.0.0.1:$port" --data-dir "$RUN/$name" --s3-bucket bench-tusgate --direct-uploads "${prof[@]}" "${TUSGATE_ARGS[@]}" "$@"
 	TG_PID=$LAST_PID
 	wait_http "$name" "$TG_PID" "$RUN/logs/$name.log" "$TG_URL/readyz"
 }
@@ -385,6 +395,9 @@ bench() {
 	tusgate)
 		args+=(--endpoint "$TG_URL/files/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID") pprof=${TG_PPROF:-}
 		if [[ -n ${BENCH_CHECKSUM:-} ]]; then args+=(--checksum "$BENCH_CHECKSUM"); fi
+		;;
+	tusgate-direct)
+		args+=(--gate-direct --endpoint "$TG_URL/" --token-url "$TG_URL/dev/oidc/token" --pid "$TG_PID" --s3-bucket bench-tusgate) pprof=${TG_PPROF:-}
 		;;
 	tusd) args+=(--endpoint "$TD_URL/files/" --pid "$TD_PID") pprof=$TD_URL/debug/pprof ;;
 	s3-direct) args+=(--s3-direct --s3-bucket bench-direct) ;;
@@ -464,6 +477,8 @@ for ((si = 0; si < ${#SCENARIOS[@]}; si++)); do
 	many) interleave "${BENCH_MANY}x1MiB c$BENCH_MANY" "$ALL" --uploads "$BENCH_MANY" --size 1MiB --concurrency "$BENCH_MANY" ;;&
 	small) interleave "${BENCH_SMALL_N}x64KiB creation-with-upload c$BENCH_SMALL_CONC" "$ALL" \
 		--uploads "$BENCH_SMALL_N" --size 64KiB --concurrency "$BENCH_SMALL_CONC" --creation-with-upload ;;&
+	direct) interleave "${BENCH_DIRECT}x$BENCH_DIRECT_SIZE c$BENCH_DIRECT" "tusgate tusgate-direct s3-direct" \
+		--uploads "$BENCH_DIRECT" --size "$BENCH_DIRECT_SIZE" --concurrency "$BENCH_DIRECT" --part-size "$BENCH_DIRECT_PART" --part-concurrency 2 ;;&
 	single | conc | many | small) write_paths "$s" ;;
 	series)
 		for lvl in $BENCH_SERIES; do

@@ -3,9 +3,12 @@
 # go:embed). Installs the locked npm packages only when the lockfile changed.
 set -euo pipefail
 cd "$(dirname "$0")/../examples"
-stamp=node_modules/.lock-stamp
-if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund --loglevel=error
-  cp package-lock.json "$stamp"
-fi
+# The /uppy-s3/ page has its own packages (Uppy v5) in src/uppy-s3.
+for dir in . src/uppy-s3; do
+  stamp=$dir/node_modules/.lock-stamp
+  if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+done
 npm run --silent build

@@ -40,7 +40,7 @@ type options struct {
 	checksum                             string
 	pid, s3pid                           int
 	metricsURL                           string
-	s3Direct                             bool
+	s3Direct, gateDirect                 bool
 	s3Bucket                             string
 	partSize                             int64
 	partConcurrency                      int
@@ -70,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsURL, "metrics", "", "server's Prometheus endpoint: CPU from process_cpu_seconds_total, peak RSS sampled from process_resident_memory_bytes (instead of --pid)")
 	fs.IntVar(&o.s3pid, "s3-pid", 0, "local S3 server process (e.g. versitygw), measured like --pid and reported separately")
 	fs.BoolVar(&o.s3Direct, "s3-direct", false, "upload straight to S3 with CreateMultipartUpload/UploadPart/CompleteMultipartUpload (default AWS credential chain, AWS_ENDPOINT_URL_S3, AWS_CA_BUNDLE)")
+	fs.BoolVar(&o.gateDirect, "gate-direct", false, "upload through tusgate's direct-upload routes (--direct-uploads) at --endpoint's origin: tusgate signs each part, the parts go straight to S3 (AWS_CA_BUNDLE is trusted); --part-size and --part-concurrency apply")
 	fs.StringVar(&o.s3Bucket, "s3-bucket", "", "bucket for --s3-direct")
 	fs.Var(sizeFlag{&o.partSize}, "part-size", "part size for --s3-direct (tusd's default preferred part size)")
 	fs.IntVar(&o.partConcurrency, "part-concurrency", 5, "parts of one upload in flight at once with --s3-direct (the SDK transfer manager's default)")
@@ -95,6 +96,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		problems = append(problems, "--s3-direct needs --s3-bucket")
 	case o.s3Direct && o.headParts > 0:
 		problems = append(problems, "--s3-direct and --head-parts exclude each other")
+	case o.gateDirect && (o.s3Direct || o.headParts > 0):
+		problems = append(problems, "--gate-direct excludes --s3-direct and --head-parts")
+	case o.gateDirect && o.s3Bucket == "" && !o.keep:
+		problems = append(problems, "--gate-direct needs --s3-bucket (tusgate's bucket, to delete the objects after the run) or --keep")
 	case !o.s3Direct && o.endpoint == "":
 		problems = append(problems, "--endpoint is required (or --s3-direct)")
 	}

@@ -51,7 +51,7 @@ import (
 type Result struct {
 	Label       string   `json:"label"`
 	Scenario    string   `json:"scenario"`
-	Mode        string   `json:"mode"` // "tus", "s3-direct" or "head"
+	Mode        string   `json:"mode"` // "tus", "s3-direct", "gate-direct" or "head"
 	Uploads     int      `json:"uploads"`
 	Size        int64    `json:"size"`
 	Concurrency int      `json:"concurrency"`
@@ -155,8 +155,11 @@ type bench struct {
 	lat    *Latencies
 	tus    *TusClient
 	direct *S3Direct
-	server ResourceSource // nil: not measured
-	s3     ResourceSource
+	gate   *GateDirect
+	// objects deletes --gate-direct's objects after the run.
+	objects *S3Direct
+	server  ResourceSource // nil: not measured
+	s3      ResourceSource
 }
 
 func newBench(ctx context.Context, o *options) (*bench, error) {
@@ -173,9 +176,24 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 			Prefix: fmt.Sprintf("tusgate-bench/%d/", time.Now().UnixNano()),
 		}
 	} else {
+		if o.gateDirect {
+			conns = o.concurrency * o.partConcurrency
+		}
 		hc := newHTTPClient(conns, o.insecure)
 		ep, _ := url.Parse(o.endpoint)
 		b.tus = &TusClient{HC: hc, Endpoint: ep, Token: o.token, Lat: b.lat, Checksum: o.checksum}
+		if o.gateDirect {
+			s3hc, err := newS3HTTPClient(conns, o.insecure)
+			if err != nil {
+				return nil, err
+			}
+			client, err := newS3Client(ctx, 4, o.insecure)
+			if err != nil {
+				return nil, err
+			}
+			b.objects = &S3Direct{Client: client, Bucket: o.s3Bucket}
+			b.gate = &GateDirect{HC: hc, S3: s3hc, Base: ep, PartSize: o.partSize, PartConcurrency: o.partConcurrency, Lat: b.lat}
+		}
 		if o.tokenURL != "" {
 			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -184,6 +202,9 @@ func newBench(ctx context.Context, o *options) (*bench, error) {
 				return nil, fmt.Errorf("getting a token: %w", err)
 			}
 			b.tus.Token = tok
+		}
+		if b.gate != nil {
+			b.gate.Token = b.tus.Token
 		}
 	}
 	switch {
@@ -265,6 +286,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 	if o.s3Direct {
 		res.Mode = "s3-direct"
 	}
+	if o.gateDirect {
+		res.Mode = "gate-direct"
+	}
 	if o.headParts > 0 {
 		return b.runHead(ctx, res, stderr)
 	}
@@ -282,6 +306,8 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 		var err error
 		if b.direct != nil {
 			err = b.direct.Upload(mctx, b.gen, b.direct.Key(i), int64(i)*o.size, o.size)
+		} else if b.gate != nil {
+			locs[i], err = b.gate.Upload(mctx, b.gen, fmt.Sprintf("bench-%06d.bin", i), int64(i)*o.size, o.size)
 		} else {
 			locs[i], err = b.tus.upload(mctx, b.gen, fmt.Sprintf("bench-%06d.bin", i), int64(i)*o.size, o.size, o.chunk, o.withData)
 		}
@@ -307,6 +333,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (*Result, error) {
 	data := b.lat.Of(kindPATCH, kindPOSTData)
 	if b.direct != nil {
 		data = b.lat.Of(kindPart)
+	}
+	if b.gate != nil {
+		data = b.lat.Of(kindDirectPart)
 	}
 	res.P50ms, res.P99ms = Percentile(data, 50), Percentile(data, 99)
 	res.Requests = b.lat.Stats()
@@ -381,49 +410,6 @@ func (b *bench) runHead(ctx context.Context, res *Result, stderr io.Writer) (*Re
 	res.Requests = b.lat.Stats()
 	reportErrors(res, errs, stderr)
 	return res, nil
-}
-
-// cleanup deletes what the run stored.
-func (b *bench) cleanup(ctx context.Context, locs []string, errs []error, stderr io.Writer) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	failed := 0
-	forEach(len(locs), min(b.o.concurrency, 16), func(i int) error {
-		var err error
-		switch {
-		case b.direct != nil && errs[i] == nil: // failed ones were aborted
-			err = b.direct.Delete(cctx, b.direct.Key(i))
-		case b.direct == nil && locs[i] != "":
-			err = b.tus.Delete(cctx, locs[i])
-		}
-		if err != nil {
-			mu.Lock()
-			if failed++; failed <= 3 {
-				fmt.Fprintf(stderr, "tusgate-bench: warning: deleting upload %d: %v\n", i, err)
-			}
-			mu.Unlock()
-		}
-		return err
-	})
-}
-
-// reportErrors prints the first few distinct errors and keeps the first.
-func reportErrors(res *Result, errs []error, stderr io.Writer) {
-	seen := map[string]bool{}
-	for i, err := range errs {
-		if err == nil {
-			continue
-		}
-		msg := err.Error()
-		if res.FirstError == "" {
-			res.FirstError = msg
-		}
-		if !seen[msg] && len(seen) < 5 {
-			seen[msg] = true
-			fmt.Fprintf(stderr, "tusgate-bench: %s #%d: %s\n", res.Label, i, msg)
-		}
-	}
 }
 
 // forEach calls fn(0) … fn(n-1) on up to c goroutines and returns the

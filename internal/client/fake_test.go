@@ -87,14 +87,19 @@ func (f *fakeTus) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodHead:
 		f.mu.Lock()
 		u := f.uploads[id]
+		var offset int
+		var length int64
+		if u != nil {
+			offset, length = len(u.data), u.length // a PATCH may be writing them
+		}
 		f.mu.Unlock()
 		if u == nil {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Upload-Offset", strconv.Itoa(len(u.data)))
-		if u.length >= 0 {
-			w.Header().Set("Upload-Length", strconv.FormatInt(u.length, 10))
+		w.Header().Set("Upload-Offset", strconv.Itoa(offset))
+		if length >= 0 {
+			w.Header().Set("Upload-Length", strconv.FormatInt(length, 10))
 		} else {
 			w.Header().Set("Upload-Defer-Length", "1")
 		}

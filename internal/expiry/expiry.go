@@ -89,7 +89,11 @@ const (
 
 // Options configure a Janitor. Zero values take the defaults in brackets.
 type Options struct {
-	Inventory  Inventory   // required
+	Inventory Inventory // required
+	// More are further inventories that go through the same passes: uploads
+	// kept beside the store's, such as direct uploads to S3
+	// (internal/direct).
+	More       []Inventory
 	Tombstones Tombstones  // nil: no tombstones (404 at once)
 	Clock      clock.Clock // [clock.Real{}]
 	Log        *slog.Logger
@@ -276,8 +280,36 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 		fail(err, "janitor: trouble listing "+what)
 	}
 
+	for _, inv := range append([]Inventory{j.o.Inventory}, j.o.More...) {
+		j.pass(ctx, inv, now, &r, fail, listFailed)
+	}
+
+	if j.o.TTL > 0 && j.o.Tombstones != nil && ctx.Err() == nil {
+		n, err := j.o.Tombstones.Sweep(ctx, now.Add(-j.o.TombstoneTTL))
+		r.Tombstones = n
+		listFailed("tombstones", err)
+	}
+
+	j.m.lastRun.Set(float64(now.UnixNano()) / 1e9)
+	j.m.runs.Inc()
+	level := slog.LevelDebug
+	if r != (Report{}) {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, "janitor pass done", "expired", r.Expired, "orphans", r.Orphans,
+		"infos", r.Infos, "tombstones", r.Tombstones, "errors", r.Errors)
+	if err := ctx.Err(); err != nil {
+		errs.add(err)
+	}
+	return r, errs.err()
+}
+
+// pass expires the idle uploads of one inventory, removes its orphans and
+// the .info of its finished uploads.
+func (j *Janitor) pass(ctx context.Context, inv Inventory, now time.Time, r *Report, fail func(err error, msg string, args ...any), listFailed func(what string, err error)) {
+	log := j.o.Log
 	if j.o.TTL > 0 {
-		err := j.o.Inventory.Unfinished(ctx, func(u Upload) error {
+		err := inv.Unfinished(ctx, func(u Upload) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -314,7 +346,7 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 					return nil
 				}
 			}
-			if err := j.o.Inventory.Remove(ctx, u); err != nil {
+			if err := inv.Remove(ctx, u); err != nil {
 				fail(err, "janitor: removing expired upload failed", "id", u.ID)
 				return nil
 			}
@@ -325,11 +357,11 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 		})
 		listFailed("unfinished uploads", err)
 
-		err = j.o.Inventory.Orphans(ctx, now.Add(-j.o.OrphanMinAge), func(o Orphan) error {
+		err = inv.Orphans(ctx, now.Add(-j.o.OrphanMinAge), func(o Orphan) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := j.o.Inventory.RemoveOrphan(ctx, o); err != nil {
+			if err := inv.RemoveOrphan(ctx, o); err != nil {
 				fail(err, "janitor: removing orphan failed", "key", o.Key, "multipart_id", o.MultipartID)
 				return nil
 			}
@@ -342,11 +374,11 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 	}
 
 	if j.o.FinishedInfoTTL > 0 {
-		err := j.o.Inventory.FinishedInfos(ctx, now.Add(-j.o.FinishedInfoTTL), func(id string) error {
+		err := inv.FinishedInfos(ctx, now.Add(-j.o.FinishedInfoTTL), func(id string) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if err := j.o.Inventory.RemoveInfo(ctx, id); err != nil {
+			if err := inv.RemoveInfo(ctx, id); err != nil {
 				fail(err, "janitor: removing .info of finished upload failed", "id", id)
 				return nil
 			}
@@ -357,25 +389,6 @@ func (j *Janitor) RunOnce(ctx context.Context) (Report, error) {
 		})
 		listFailed("finished uploads", err)
 	}
-
-	if j.o.TTL > 0 && j.o.Tombstones != nil && ctx.Err() == nil {
-		n, err := j.o.Tombstones.Sweep(ctx, now.Add(-j.o.TombstoneTTL))
-		r.Tombstones = n
-		listFailed("tombstones", err)
-	}
-
-	j.m.lastRun.Set(float64(now.UnixNano()) / 1e9)
-	j.m.runs.Inc()
-	level := slog.LevelDebug
-	if r != (Report{}) {
-		level = slog.LevelInfo
-	}
-	log.Log(ctx, level, "janitor pass done", "expired", r.Expired, "orphans", r.Orphans,
-		"infos", r.Infos, "tombstones", r.Tombstones, "errors", r.Errors)
-	if err := ctx.Err(); err != nil {
-		errs.add(err)
-	}
-	return r, errs.err()
 }
 
 // Run calls RunOnce every Interval until ctx ends, the first time after a

@@ -45,10 +45,28 @@ type Options struct {
 	Redis *redis.Client
 	// Active reports whether an upload's lock is held (in this process or,
 	// with Redis, in any): the janitor leaves such uploads alone.
-	Active     func(ctx context.Context, id string) (bool, error)
+	Active func(ctx context.Context, id string) (bool, error)
+	// External, if set, has uploads kept outside the tus store (direct
+	// uploads to S3): their events go through the same outbox, and the
+	// janitor expires them too.
+	External   External
 	Clock      clock.Clock // [clock.Real{}]
 	Log        *slog.Logger
 	Registerer prometheus.Registerer
+}
+
+// External uploads are kept outside the tus store (internal/direct). They
+// report their events through Created, Finishing and Terminating like the
+// store does; the lifecycle asks them, before each delivery, whether what
+// an event reports has happened, and lets the janitor expire them.
+type External interface {
+	// Owns reports whether the upload with this ID is one of its.
+	Owns(id string) bool
+	// Prepare decides an event's delivery as Lifecycle does for tus
+	// uploads (see webhook.Options.Prepare).
+	Prepare(ctx context.Context, ev *webhook.Event) (webhook.Decision, string, error)
+	// Inventory lists its uploads for the janitor.
+	Inventory() expiry.Inventory
 }
 
 // Lifecycle reports events, asks for approval and expires uploads.
@@ -129,6 +147,9 @@ func New(o Options) (*Lifecycle, error) {
 			Active:          o.Active,
 			Expired:         l.expired,
 			Registerer:      o.Registerer,
+		}
+		if o.External != nil {
+			jopt.More = []expiry.Inventory{o.External.Inventory()}
 		}
 		if o.Redis != nil {
 			jopt.Elect = electJanitor(o.Redis, lc.UploadTTL)
@@ -269,6 +290,9 @@ func (l *Lifecycle) expired(ctx context.Context, u expiry.Upload) error {
 // terminated or expired upload is gone. Events are stored before the act,
 // so that a crash in between cannot lose them.
 func (l *Lifecycle) prepare(ctx context.Context, ev *webhook.Event) (webhook.Decision, string, error) {
+	if x := l.o.External; x != nil && x.Owns(ev.Upload.ID) {
+		return x.Prepare(ctx, ev)
+	}
 	switch ev.Type {
 	case webhook.TypeFinished:
 		info, err := l.lookup(ctx, ev.Upload.ID)

@@ -98,11 +98,22 @@ func (f *fullObject) unconfirmed(ctx context.Context, out *s3.CreateMultipartUpl
 		"algorithm", string(out.ChecksumAlgorithm), "type", string(out.ChecksumType))
 }
 
+// plainKey marks a context whose multipart uploads ask for no checksum.
+type plainKey struct{}
+
+// WithoutChecksum returns ctx in which CreateMultipartUpload asks for no
+// full-object checksum: for multipart uploads whose parts tusgate does not
+// send (direct uploads: browsers send a part's SHA-256 or nothing, and S3
+// refuses parts whose checksum is not the upload's algorithm).
+func WithoutChecksum(ctx context.Context) context.Context {
+	return context.WithValue(ctx, plainKey{}, true)
+}
+
 // createMultipartUpload creates a multipart upload asking for a FULL_OBJECT
 // CRC32, unless that is off; on a refusal of the checksum it creates it
 // without and turns the checksum off.
 func (c *GuardedClient) createMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
-	if !c.sums.asking() {
+	if plain, _ := ctx.Value(plainKey{}).(bool); plain || !c.sums.asking() {
 		return c.Client.CreateMultipartUpload(ctx, in, opts...)
 	}
 	asked := *in

@@ -15,6 +15,8 @@ type pageConfig struct {
 	Endpoint string   `json:"endpoint"`
 	Auth     pageAuth `json:"auth"`
 	MaxSize  int64    `json:"maxSize"`
+	// DirectUploads tells that /s3/ serves direct uploads to S3.
+	DirectUploads bool `json:"directUploads"`
 }
 
 type pageAuth struct {
@@ -37,7 +39,7 @@ func (s *Server) registerPages(mux *http.ServeMux) {
 		mux.HandleFunc("GET /{$}", s.index)
 		return
 	}
-	pc := pageConfig{Endpoint: cfg.BasePath, MaxSize: cfg.MaxSize}
+	pc := pageConfig{Endpoint: cfg.BasePath, MaxSize: cfg.MaxSize, DirectUploads: s.direct != nil}
 	switch {
 	case cfg.Dev:
 		pc.Auth = pageAuth{Mode: "dev", TokenURL: devIssuerPath + "/token"}
@@ -65,19 +67,26 @@ func (s *Server) registerPages(mux *http.ServeMux) {
 		})
 		return
 	}
-	files := securePages(http.FileServerFS(pages))
+	files := securePages(http.FileServerFS(pages), s.directOrigin)
 	mux.Handle("GET /{$}", files)
-	for _, p := range []string{"/dropzone/", "/uppy/", "/assets/"} {
+	for _, p := range []string{"/dropzone/", "/uppy/", "/uppy-s3/", "/assets/"} {
 		mux.Handle("GET "+p, files)
 	}
 }
 
 // securePages adds headers that keep the example pages from being framed or
-// loading scripts from elsewhere.
-func securePages(next http.Handler) http.Handler {
+// loading scripts from elsewhere. Pages may connect to this server and to
+// HTTPS origins, and to extra (the S3 endpoint of direct uploads when it is
+// plain HTTP).
+func securePages(next http.Handler, extra string) http.Handler {
+	connect := "'self' https:"
+	if extra != "" {
+		connect += " " + extra
+	}
+	csp := "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src " + connect + "; frame-src https:; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self' https:; frame-src https:; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/internal/checksum"
+	"github.com/tusgate/tusgate/internal/direct"
 	"github.com/tusgate/tusgate/internal/ietfdraft"
 	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/locker/redislocker"
@@ -55,6 +56,11 @@ type Server struct {
 	// usage and limits enforce per-owner quotas at creation.
 	usage  quota.Counter
 	limits quota.Limits
+	// direct serves direct uploads to S3 (--direct-uploads), or is nil.
+	direct *direct.Service
+	// directOrigin is the S3 endpoint's origin when the pages' CSP must
+	// name it (plain HTTP).
+	directOrigin string
 	// storageErrors counts storage errors answered to clients, by kind.
 	storageErrors *prometheus.CounterVec
 	// concatUnfinished is set when the store keeps final uploads waiting
@@ -101,6 +107,9 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 		return nil, err
 	}
 	s.usage = b.Usage()
+	if err := s.setupDirect(b, reg); err != nil {
+		return nil, err
+	}
 	if s.composer, err = s.buildStore(ctx, b, reg); err != nil {
 		return nil, err
 	}
@@ -172,6 +181,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	base := strings.TrimSuffix(cfg.BasePath, "/")
 	mux.Handle(base+"/", http.StripPrefix(base+"/", uploads))
 	mux.Handle(base, http.StripPrefix(base, uploads))
+	s.directRoutes(mux, authenticate)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

@@ -13,6 +13,7 @@ import (
 	"github.com/tusgate/tusgate/config"
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/backend"
+	"github.com/tusgate/tusgate/internal/direct"
 	"github.com/tusgate/tusgate/internal/diskbackend"
 	"github.com/tusgate/tusgate/internal/lifecycle"
 	"github.com/tusgate/tusgate/internal/s3backend"
@@ -94,6 +95,7 @@ func (s *Server) buildStore(ctx context.Context, b backend.Backend, reg promethe
 		Store:      store,
 		Redis:      s.redis,
 		Active:     s.active,
+		External:   external(s.direct),
 		Log:        s.log,
 		Registerer: reg,
 	})
@@ -155,4 +157,12 @@ func (c *cleanups) run() error {
 	}
 	*c = nil
 	return errors.Join(errs...)
+}
+
+// external is svc as the lifecycle's External, or nil.
+func external(svc *direct.Service) lifecycle.External {
+	if svc == nil {
+		return nil
+	}
+	return svc
 }

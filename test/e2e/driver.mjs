@@ -8,15 +8,21 @@
 //   {"event":"command","command":"…","ok":…}       a stdin command ran
 //   {"event":"screenshot","path":"…"}              a screenshot was written
 //   {"event":"reloaded","generation":N}            the page was reloaded
+//   {"event":"s3put","partNumber":N,"generation":G}  the page started a PUT to a
+//                                                  presigned S3 URL (partNumber 0: a single PUT)
+//   {"event":"s3stored","partNumber":N,"generation":G,"status":S}  S3 answered it
 //   {"event":"done","ok":true|false,"reason":"…"}  the end; exit status 0 if ok
 // Diagnostics (page console errors, uncaught errors) go to stderr.
 //
 // Usage:
-//   node driver.mjs --url http://127.0.0.1:PORT --page dropzone|uppy
+//   node driver.mjs --url http://127.0.0.1:PORT --page dropzone|uppy|uppy-s3 [--direct]
 //        --files /abs/a.bin,/abs/b.bin [--user alice] [--parallel 3] [--chunk N]
 //        [--scenario basic|wait|cancel|reload] [--throttle BYTES_PER_SEC]
 //        [--timeout-ms N] [--ttl 30s] [--screenshot PATH [--screenshot-at PCT]]
 //        [--headed]
+//
+// --direct turns on the Dropzone page's "Straight to S3" switch (?direct=1);
+// uppy-s3 is the Uppy page with @uppy/aws-s3. Both upload straight to S3.
 //
 // Scenarios (the "first file" is the first of --files):
 //   basic, wait  every file gets a success event
@@ -53,6 +59,8 @@ const { values: opt } = parseArgs({
     screenshot: { type: "string" },
     "screenshot-at": { type: "string", default: "50" },
     headed: { type: "boolean", default: false },
+    direct: { type: "boolean", default: false },
+    "part-size": { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
   strict: true,
@@ -63,7 +71,7 @@ function usage(msg) {
   process.exit(2);
 }
 if (!opt.url) usage("--url is required");
-if (!["dropzone", "uppy"].includes(opt.page)) usage("--page must be dropzone or uppy");
+if (!["dropzone", "uppy", "uppy-s3"].includes(opt.page)) usage("--page must be dropzone, uppy or uppy-s3");
 if (!opt.files) usage("--files is required");
 if (!["basic", "wait", "cancel", "reload"].includes(opt.scenario)) usage("--scenario must be basic, wait, cancel or reload");
 const filePaths = opt.files.split(",").filter(Boolean);
@@ -182,6 +190,22 @@ page.on("console", (m) => {
 });
 page.on("pageerror", (e) => diag(`page error: ${e.message}`));
 page.on("dialog", (d) => d.accept().catch(() => {}));
+// PUTs to presigned S3 URLs: how many parts the page sent, in which page
+// load, and what S3 answered.
+const partOf = (u) => {
+  const q = new URL(u).searchParams;
+  return q.has("X-Amz-Signature") ? Number(q.get("partNumber") || 0) : null;
+};
+page.on("request", (r) => {
+  if (r.method() !== "PUT") return;
+  const pn = partOf(r.url());
+  if (pn !== null) out({ event: "s3put", partNumber: pn, generation: state.generation });
+});
+page.on("response", (r) => {
+  if (r.request().method() !== "PUT") return;
+  const pn = partOf(r.url());
+  if (pn !== null) out({ event: "s3stored", partNumber: pn, generation: state.generation, status: r.status() });
+});
 const cdp = await context.newCDPSession(page);
 await cdp.send("Network.enable");
 
@@ -230,6 +254,8 @@ function pageURL() {
   if (opt.parallel) q.set("parallel", opt.parallel);
   if (opt.chunk) q.set("chunk", opt.chunk);
   if (opt.ttl) q.set("ttl", opt.ttl);
+  if (opt.direct) q.set("direct", "1");
+  if (opt["part-size"]) q.set("partSize", opt["part-size"]);
   const qs = q.toString();
   return `${opt.url.replace(/\/$/, "")}/${opt.page}/${qs ? "?" + qs : ""}`;
 }
@@ -267,7 +293,17 @@ async function fileInput() {
     return page.locator("input.dz-hidden-input").last();
   }
   const sel = 'input.uppy-Dashboard-input[type=file][name="files[]"]:not([webkitdirectory])';
-  await page.waitForSelector(sel, { state: "attached", timeout: 30000 });
+  // With files listed (say, restored after a reload) the Dashboard shows
+  // its file input only in the "add more" panel.
+  const more = ".uppy-DashboardContent-addMore";
+  const which = await Promise.race([
+    page.waitForSelector(sel, { state: "attached", timeout: 30000 }).then(() => "input"),
+    page.waitForSelector(more, { state: "visible", timeout: 30000 }).then(() => "more"),
+  ]);
+  if (which === "more" && !(await page.locator(sel).count())) {
+    await page.click(more);
+    await page.waitForSelector(sel, { state: "attached", timeout: 30000 });
+  }
   return page.locator(sel).first();
 }
 

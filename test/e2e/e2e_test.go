@@ -44,6 +44,8 @@ type event struct {
 	Message       string `json:"message"`
 	Reason        string `json:"reason"`
 	OK            *bool  `json:"ok"`
+	PartNumber    int    `json:"partNumber"`
+	Generation    int    `json:"generation"`
 }
 
 // env is versitygw plus a tusgate in --dev mode storing into it.

@@ -454,14 +454,17 @@ func TestIdleUploadsExpire(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond) // polling with a deadline
 		}
-		b.assertGone(t, idle)
 		for _, m := range []string{"PATCH", "DELETE"} {
 			if r := do(t, m, idle, with(tusHeaders, "Content-Type", "application/offset+octet-stream", "Upload-Offset", "1000"), nil); r.Status != http.StatusGone || !strings.HasPrefix(r.Body, "ERR_UPLOAD_EXPIRED") {
 				t.Fatalf("%s of the expired upload: %d %q", m, r.Status, r.Body)
 			}
 		}
+		// The 410 comes once the multipart upload is aborted; the janitor
+		// deletes the .info last, and upload.expired is delivered only
+		// when that is gone too.
 		ev := rc.waitFor(t, 15*time.Second, "upload.expired", isEvent("upload.expired", uploadID(idle)))
 		checkSigned(t, ev)
+		b.assertGone(t, idle)
 
 		// Let two more janitor runs pass over the paused upload.
 		runs := janitorRuns(t, g)

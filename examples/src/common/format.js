@@ -68,5 +68,10 @@ export function queryParams() {
     parallel: int("parallel", 3),
     chunkSize: int("chunk", Number.POSITIVE_INFINITY),
     ttl: q.get("ttl") || "",
+    // Direct uploads to S3: part size, and the size above which a file
+    // goes in parts rather than in one PUT (@uppy/aws-s3's default).
+    partSize: Math.max(int("partSize", 5 * 1024 * 1024), 5 * 1024 * 1024),
+    multipartAbove: int("multipartAbove", 100 * 1024 * 1024),
+    direct: q.get("direct") === "1", // Dropzone: start with "Straight to S3" on
   };
 }

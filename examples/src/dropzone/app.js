@@ -10,6 +10,7 @@ import { Auth, loadConfig } from "../common/auth.js";
 import { pushEvent } from "../common/events.js";
 import { formatBytes, progressText, queryParams, RateMeter } from "../common/format.js";
 import { TusFile } from "../common/tus.js";
+import { S3File } from "../common/s3direct.js";
 import { watchOnline, showPageError } from "../common/page.js";
 
 // Dropzone has no status for a paused file; one in this status does not
@@ -30,6 +31,12 @@ async function main() {
     `${params.parallel} at a time` +
     (cfg.maxSize > 0 ? ` · up to ${formatBytes(cfg.maxSize)} each` : "") +
     (Number.isFinite(params.chunkSize) ? ` · ${formatBytes(params.chunkSize)} per request` : "");
+
+  // "Straight to S3": files added while it is on go to the bucket through
+  // tusgate's /s3/ routes (common/s3direct.js) instead of tus.
+  const direct = document.getElementById("direct-toggle");
+  document.getElementById("direct-switch").hidden = !cfg.directUploads;
+  direct.checked = Boolean(cfg.directUploads && params.direct);
 
   const dz = new Dropzone("#dropzone", {
     url: endpoint, // not used for sending: uploadFiles is replaced below
@@ -84,6 +91,9 @@ async function main() {
   // so the next queued file starts.
   dz.uploadFiles = (files) => {
     for (const file of files) {
+      if (!file.tus && direct.checked) {
+        file.tus = new S3File(file, { auth, ui: uiFor(file) });
+      }
       if (!file.tus) {
         file.tus = new TusFile(file, {
           endpoint,

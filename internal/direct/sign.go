@@ -1,0 +1,165 @@
+package direct
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// limit is the most bytes the upload may hold.
+func (s *Service) limit(rec *record) int64 {
+	l := s.o.MaxSize
+	if rec.Size >= 0 {
+		l = min(l, rec.Size)
+	}
+	if s.o.Limits.Bytes > 0 {
+		l = min(l, s.o.Limits.Bytes)
+	}
+	return l
+}
+
+// signPart presigns one UploadPart. With ?size= the URL binds exactly that
+// Content-Length; S3 refuses any other.
+func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
+	p, err := caller(r)
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	q := r.URL.Query()
+	pn, err := strconv.Atoi(r.PathValue("partNumber"))
+	if err != nil || pn < 1 || pn > MaxParts {
+		s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "part numbers go from 1 to %d", MaxParts))
+		return
+	}
+	size := int64(-1)
+	if v := q.Get("size"); v != "" {
+		size, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || size < 0 || size > MaxPartSize {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_SIZE", "size must be a part size in bytes, 0 to %d", int64(MaxPartSize)))
+			return
+		}
+	}
+	sum := q.Get("sha256")
+	if sum != "" {
+		if b, err := base64.StdEncoding.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_CHECKSUM", "sha256 must be the part's SHA-256 in base64 (44 characters)"))
+			return
+		}
+	}
+	u, err := s.resolve(r.Context(), p, q.Get("key"), r.PathValue("uploadId"))
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	if l := s.limit(u.rec); size > l {
+		s.fail(w, r, "sign", errorf(http.StatusRequestEntityTooLarge, "ERR_MAX_SIZE_EXCEEDED", "a part of %d bytes exceeds this upload's limit of %d bytes", size, l))
+		return
+	}
+	in := &s3.UploadPartInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key), UploadId: aws.String(u.rec.UploadID), PartNumber: aws.Int32(int32(pn))}
+	if size >= 0 {
+		in.ContentLength = aws.Int64(size)
+	}
+	if sum != "" {
+		// Signed as x-amz-checksum-sha256: S3 stores the part only if the
+		// body has that hash.
+		in.ChecksumSHA256 = aws.String(sum)
+	}
+	signed, err := s.o.Presign.PresignUploadPart(r.Context(), in, s.presignOptions)
+	if err != nil {
+		s.fail(w, r, "PresignUploadPart", err)
+		return
+	}
+	s.m.signed.WithLabelValues("part").Inc()
+	writeJSON(w, http.StatusOK, signature{URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second), Headers: browserHeaders(signed)})
+}
+
+// maxBatch bounds the parts one batch request signs.
+const maxBatch = 1000
+
+// signBatch presigns several parts at once (?partNumbers=1,2,3), as
+// Companion's batch route does for older Uppy clients: without sizes, so
+// each URL takes up to MaxPartSize.
+func (s *Service) signBatch(w http.ResponseWriter, r *http.Request) {
+	p, err := caller(r)
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	q := r.URL.Query()
+	list := strings.Split(q.Get("partNumbers"), ",")
+	if len(list) > maxBatch {
+		s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "sign at most %d parts at once", maxBatch))
+		return
+	}
+	numbers := make([]int, len(list))
+	for i, v := range list {
+		if numbers[i], err = strconv.Atoi(v); err != nil || numbers[i] < 1 || numbers[i] > MaxParts {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "partNumbers is a comma-separated list of part numbers from 1 to %d", MaxParts))
+			return
+		}
+	}
+	u, err := s.resolve(r.Context(), p, q.Get("key"), r.PathValue("uploadId"))
+	if err != nil {
+		s.fail(w, r, "sign", err)
+		return
+	}
+	urls := make(map[string]string, len(numbers))
+	for _, pn := range numbers {
+		in := &s3.UploadPartInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key), UploadId: aws.String(u.rec.UploadID), PartNumber: aws.Int32(int32(pn))}
+		signed, err := s.o.Presign.PresignUploadPart(r.Context(), in, s.presignOptions)
+		if err != nil {
+			s.fail(w, r, "PresignUploadPart", err)
+			return
+		}
+		urls[strconv.Itoa(pn)] = signed.URL
+	}
+	s.m.signed.WithLabelValues("part").Add(float64(len(numbers)))
+	writeJSON(w, http.StatusOK, map[string]any{"presignedUrls": urls})
+}
+
+// signature is a presigned request as @uppy/aws-s3 takes it.
+type signature struct {
+	Method  string            `json:"method,omitempty"`
+	URL     string            `json:"url"`
+	Expires int64             `json:"expires"` // seconds
+	Fields  map[string]string `json:"fields,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Key and Bucket say where a single PUT goes (tusgate's addition).
+	Key    string `json:"key,omitempty"`
+	Bucket string `json:"bucket,omitempty"`
+}
+
+// presignOptions sets the URLs' lifetime and keeps the SDK from adding a
+// checksum of an empty body to them: checksums would bind only as headers
+// the browser sends.
+func (s *Service) presignOptions(o *s3.PresignOptions) {
+	o.Expires = s.o.URLExpiry
+	o.ClientOptions = append(o.ClientOptions, func(so *s3.Options) {
+		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	})
+}
+
+// browserHeaders are the signed headers the browser must send itself:
+// all but Host and Content-Length, which it sets on its own.
+func browserHeaders(req *v4.PresignedHTTPRequest) map[string]string {
+	out := map[string]string{}
+	for k, v := range req.SignedHeader {
+		switch strings.ToLower(k) {
+		case "host", "content-length":
+			continue
+		}
+		out[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
