@@ -19,7 +19,11 @@
 //        --files /abs/a.bin,/abs/b.bin [--user alice] [--parallel 3] [--chunk N]
 //        [--scenario basic|wait|cancel|reload] [--throttle BYTES_PER_SEC]
 //        [--timeout-ms N] [--ttl 30s] [--screenshot PATH [--screenshot-at PCT]]
-//        [--headed]
+//        [--headed] [--checksums]
+//
+// --checksums (basic, wait): after every success, also wait for every file's
+// checksum event (the finished object's Upload-Object-Checksum, which the
+// Dropzone page shows).
 //
 // --direct turns on the Dropzone page's "Straight to S3" switch (?direct=1);
 // uppy-s3 is the Uppy page with @uppy/aws-s3. Both upload straight to S3.
@@ -60,6 +64,7 @@ const { values: opt } = parseArgs({
     "screenshot-at": { type: "string", default: "50" },
     headed: { type: "boolean", default: false },
     direct: { type: "boolean", default: false },
+    checksums: { type: "boolean", default: false },
     "part-size": { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
   },
@@ -103,6 +108,7 @@ const state = {
   cancelStatus: new Map(),
   failed: new Map(), // file -> message of its last error event (cleared by success)
   resumedAfterReload: new Set(),
+  checksum: new Map(), // file -> the object's checksum, "crc32 <base64>"
   errors: [],
   checksFailed: 0,
 };
@@ -151,6 +157,9 @@ function onEvent(ev) {
       }
       break;
     }
+    case "checksum":
+      state.checksum.set(f, ev.checksum);
+      break;
     case "cancelled":
       state.cancelled.add(f);
       state.cancelStatus.set(f, ev.status);
@@ -460,6 +469,9 @@ async function run() {
         shotCheck();
         return allDone() || settledWithErrors();
       }, "every file to succeed");
+      if (opt.checksums) {
+        await waitFor(() => fileNames.every((f) => state.checksum.has(f)), "every file's checksum");
+      }
       break;
     case "cancel": {
       await waitFor(() => (state.maxProgress.get(first) || 0) >= 0.2 || state.success.get(first), `${first} at 20 %`);

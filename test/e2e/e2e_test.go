@@ -11,8 +11,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -46,6 +48,7 @@ type event struct {
 	OK            *bool  `json:"ok"`
 	PartNumber    int    `json:"partNumber"`
 	Generation    int    `json:"generation"`
+	Checksum      string `json:"checksum"`
 }
 
 // env is versitygw plus a tusgate in --dev mode storing into it.
@@ -297,11 +300,40 @@ func TestPagesUploadThreeFilesAtOnce(t *testing.T) {
 	for _, page := range []string{"dropzone", "uppy"} {
 		t.Run(page, func(t *testing.T) {
 			e := start(t)
-			d := runDriver(t, e.gate, page, files, "--scenario", "basic")
+			args := []string{"--scenario", "basic"}
+			if page == "dropzone" {
+				args = append(args, "--checksums")
+			}
+			d := runDriver(t, e.gate, page, files, args...)
 			d.finish(t)
 			e.assertUploaded(t, d, files...)
+			if page == "dropzone" {
+				// The page shows each finished object's checksum: the
+				// CRC32 S3 validated (docs/integrity.md).
+				for _, f := range files {
+					ev := d.of("checksum", f.Name)
+					if want := "crc32 " + fileCRC32(t, f.Path); len(ev) != 1 || ev[0].Checksum != want {
+						t.Errorf("%s: checksum events %+v, want one with %q", f.Name, ev, want)
+					}
+				}
+			}
 		})
 	}
+}
+
+// fileCRC32 is the CRC32 of the file at path, in base64 as S3 writes it.
+func fileCRC32(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := crc32.NewIEEE()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
 func TestPagesCancelAbortsMultipartUpload(t *testing.T) {
