@@ -54,6 +54,15 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if size == 0 {
+		// The signer leaves a Content-Length of 0 out of the signature:
+		// the empty body's SHA-256 binds it instead.
+		if sum != "" && sum != emptySHA256 {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_CHECKSUM", "an empty part's sha256 is %s", emptySHA256))
+			return
+		}
+		sum = emptySHA256
+	}
 	u, err := s.resolve(r.Context(), p, q.Get("key"), r.PathValue("uploadId"))
 	if err != nil {
 		s.fail(w, r, "sign", err)
@@ -80,6 +89,13 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 	s.m.signed.WithLabelValues("part").Inc()
 	writeJSON(w, http.StatusOK, signature{URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second), Headers: browserHeaders(signed)})
 }
+
+// emptySHA256 is the SHA-256 of no bytes, in base64. The SDK's signer
+// signs Content-Length only when it is above 0 (and the presigned
+// PutObject drops Content-Type then too): a URL signed for 0 bytes binds
+// its size through this checksum, which S3 verifies (400 BadDigest for
+// any other body).
+const emptySHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 
 // maxBatch bounds the parts one batch request signs.
 const maxBatch = 1000
