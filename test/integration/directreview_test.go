@@ -3,6 +3,7 @@ package integration
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +40,27 @@ func TestDirectEmptyPartBindsSize(t *testing.T) {
 	}
 	if parts := listedParts(t, alice, c); parts != 0 {
 		t.Errorf("S3 holds %d parts of an upload declared empty", parts)
+	}
+}
+
+// A single PUT's URL stores the object once: after the PUT has landed
+// (and upload.finished went out with its ETag, or an application scanned
+// it), replaying the URL until it expires must not replace the bytes.
+func TestDirectSinglePutURLStoresOnce(t *testing.T) {
+	d := startDirect(t, s3Backend(t))
+	alice := d.user(t, "alice")
+	var s signed
+	if r := alice.call(t, "GET", "/s3/params?filename=a.txt&type=text/plain&size=3", nil, &s); r.Status != http.StatusOK {
+		t.Fatalf("params: %d %s", r.Status, r.Body)
+	}
+	if status, _ := d.put(t, s, []byte("abc")); status != http.StatusOK {
+		t.Fatalf("PUT: %d", status)
+	}
+	u, _ := url.Parse(s.URL)
+	key := strings.TrimPrefix(u.Path, "/"+testBucket+"/")
+	want := sha256Hex([]byte("abc"))
+	status, _ := d.put(t, s, []byte("xyz"))
+	if got, _ := d.b.s3.ObjectSHA256(t, testBucket, key); got != want {
+		t.Errorf("replaying the signed URL replaced the finished object (S3 answered %d)", status)
 	}
 }
