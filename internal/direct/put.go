@@ -108,6 +108,9 @@ func (s *Service) putInput(key string, size int64, meta map[string]string) *s3.P
 		Bucket: aws.String(s.o.Bucket), Key: aws.String(key), ContentLength: aws.Int64(size),
 		Metadata: metadata.ForS3(meta),
 	}
+	// The URL stores the object once: replayed until it expires, it must
+	// not replace bytes that upload.finished reported (S3: 412).
+	in.IfNoneMatch = aws.String("*")
 	if size == 0 {
 		in.ChecksumSHA256 = aws.String(emptySHA256)
 	}
