@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/tusgate/tusgate/test/testenv"
 )
 
 // A single PUT signed for 0 bytes must take 0 bytes: the SDK's signer
@@ -62,5 +64,30 @@ func TestDirectSinglePutURLStoresOnce(t *testing.T) {
 	status, _ := d.put(t, s, []byte("xyz"))
 	if got, _ := d.b.s3.ObjectSHA256(t, testBucket, key); got != want {
 		t.Errorf("replaying the signed URL replaced the finished object (S3 answered %d)", status)
+	}
+}
+
+// Cancelling an upload that another instance completed meanwhile (this
+// one still has its record cached from signing its parts) must not answer
+// that it was cancelled: the object exists, and a user who cancels (the
+// wrong file) is told it is gone.
+func TestDirectAbortAfterCompleteElsewhere(t *testing.T) {
+	b := s3Backend(t)
+	iss := testenv.StartIssuer(t)
+	iss.AddRSAKey(t, "rsa1", true)
+	on := func() *directSetup {
+		g := startGate(t, b.env, "--s3-bucket", testBucket, "--data-dir", t.TempDir(), "--oidc-issuer", iss.URL, "--oidc-audience", audience, "--direct-uploads")
+		return &directSetup{authSetup: &authSetup{iss: iss, b: b, g: g}, s3c: caClient(t, b.s3.CABundle)}
+	}
+	d1, d2 := on(), on()
+	alice1, alice2 := d1.user(t, "alice"), d2.user(t, "alice")
+	c := alice1.create(t, map[string]any{"filename": "a.bin", "size": 3})
+	e := alice1.uploadPart(t, c, 1, []byte("abc"), true)
+	if r := alice2.complete(t, c, []completedPart{{1, e}}); r.Status != http.StatusOK {
+		t.Fatalf("complete: %d %s", r.Status, r.Body)
+	}
+	r := alice1.call(t, "DELETE", uploadPath(c, ""), nil, nil)
+	if _, n := b.s3.ObjectSHA256(t, testBucket, c.Key); n == 3 && r.Status/100 == 2 {
+		t.Errorf("cancel after the upload was completed: %d %s, and the object is still there", r.Status, r.Body)
 	}
 }
