@@ -1,0 +1,46 @@
+package direct
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusgate/tusgate/hooks"
+	"github.com/tusgate/tusgate/hooks/oidc"
+)
+
+// refusingWriter records that S3 was asked to create something.
+type refusingWriter struct{ asked *bool }
+
+func (w refusingWriter) CreateMultipartUpload(context.Context, *s3.CreateMultipartUploadInput, ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	*w.asked = true
+	return nil, errors.New("not here")
+}
+
+func (w refusingWriter) PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	*w.asked = true
+	return nil, errors.New("not here")
+}
+
+// A negative declared size is refused as metadata.size's is, not taken
+// for "no size".
+func TestCreateRefusesNegativeSize(t *testing.T) {
+	s := newTestService(t)
+	var asked bool
+	s.o.Writer = refusingWriter{&asked}
+	for _, body := range []string{`{"filename":"a","size":-5}`, `{"filename":"a","metadata":{"size":"-5"}}`} {
+		asked = false
+		r := httptest.NewRequest("POST", "/s3/multipart", strings.NewReader(body))
+		r = r.WithContext(hooks.WithPrincipal(r.Context(), &oidc.Principal{Issuer: "https://issuer.example/", Subject: "alice"}))
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, r)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "ERR_INVALID_SIZE") || asked {
+			t.Errorf("%s: %d %s (S3 asked: %v); want 400 ERR_INVALID_SIZE", body, rec.Code, rec.Body.String(), asked)
+		}
+	}
+}
