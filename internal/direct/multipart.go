@@ -50,7 +50,10 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) {
 	}
 	size := int64(-1)
 	if req.Size != nil {
-		size = *req.Size
+		if size = *req.Size; size < 0 {
+			s.fail(w, r, "create", errorf(http.StatusBadRequest, "ERR_INVALID_SIZE", "size must be a whole number of bytes, 0 or more"))
+			return
+		}
 	} else if v, ok := req.Metadata["size"]; ok {
 		if size, err = sizeOf(v); err != nil {
 			s.fail(w, r, "create", err)
