@@ -108,13 +108,17 @@ func TestStorePermissions(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("mode after Load %v", fi.Mode().Perm())
 	}
-	// The folder too, when saving again.
+	// The folder and the file too, when saving again.
 	_ = os.Chmod(filepath.Dir(path), 0o755)
+	_ = os.Chmod(path, 0o644)
 	if err := Save(path, tok); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(filepath.Dir(path)); fi.Mode().Perm() != 0o700 {
 		t.Fatalf("folder mode after Save %v", fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode after Save over a 0644 file %v", fi.Mode().Perm())
 	}
 	if removed, err := Remove(path); !removed || err != nil {
 		t.Fatalf("Remove: %t %v", removed, err)

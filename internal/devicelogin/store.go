@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Tokens is what a login keeps: where the tokens come from and the tokens.
@@ -83,19 +85,15 @@ func Save(path string, t *Tokens) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".token-*.tmp") // mode 0600
+	// A temp file in the same folder, written, fsynced and renamed over
+	// the old one: 0600 whatever the old one's mode was.
+	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
 	if err != nil {
 		return fmt.Errorf("saving tokens: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // gone after the rename
-	if _, err = tmp.Write(append(data, '\n')); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+	defer f.Cleanup()
+	if _, err = f.Write(append(data, '\n')); err == nil {
+		err = f.CloseAtomicallyReplace()
 	}
 	if err != nil {
 		return fmt.Errorf("saving tokens: %w", err)

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Kind tells what an upload of a file is.
@@ -152,19 +154,15 @@ func (s *Store) Save(r Record) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".record-*.tmp")
+	// A temp file in the same folder, written, fsynced and renamed over
+	// the old one: 0600 whatever the old one's mode was.
+	f, err := renameio.NewPendingFile(filepath.Join(dir, r.fileName()), renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
 	if err != nil {
 		return fmt.Errorf("saving resume record: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // gone after the rename
-	if _, err = tmp.Write(append(data, '\n')); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, r.fileName()))
+	defer f.Cleanup()
+	if _, err = f.Write(append(data, '\n')); err == nil {
+		err = f.CloseAtomicallyReplace()
 	}
 	if err != nil {
 		return fmt.Errorf("saving resume record: %w", err)
