@@ -44,3 +44,20 @@ func TestCreateRefusesNegativeSize(t *testing.T) {
 		}
 	}
 }
+
+// With a byte quota every part URL binds its size: an unsized URL (and a
+// batch, whose URLs are unsized) would let S3 take up to 5 GiB a part
+// past the quota until the janitor aborts the upload.
+func TestQuotaNeedsSizedPartURLs(t *testing.T) {
+	s := newTestService(t)
+	s.o.Limits.Bytes = 1 << 30
+	for _, path := range []string{"/s3/multipart/up1/1?key=k", "/s3/multipart/up1/batch?key=k&partNumbers=1,2"} {
+		r := httptest.NewRequest("GET", path, nil)
+		r = r.WithContext(hooks.WithPrincipal(r.Context(), &oidc.Principal{Issuer: "https://issuer.example/", Subject: "alice"}))
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, r)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "ERR_SIZE_REQUIRED") {
+			t.Errorf("%s: %d %s; want 400 ERR_SIZE_REQUIRED", path, rec.Code, rec.Body.String())
+		}
+	}
+}

@@ -47,6 +47,10 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if size < 0 && s.o.Limits.Bytes > 0 {
+		s.fail(w, r, "sign", errSizeRequired)
+		return
+	}
 	sum := q.Get("sha256")
 	if sum != "" {
 		if b, err := base64.StdEncoding.DecodeString(sum); err != nil || len(b) != sha256.Size {
@@ -90,6 +94,12 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, signature{URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second), Headers: browserHeaders(signed)})
 }
 
+// errSizeRequired refuses an unsized part URL under --quota-bytes: S3
+// would take up to MaxPartSize for it, past the quota, until completion
+// or the janitor. Stock @uppy/aws-s3 signs without sizes; with a byte
+// quota its signPart must add &size= (as tusgate's /uppy-s3/ page does).
+var errSizeRequired = errorf(http.StatusBadRequest, "ERR_SIZE_REQUIRED", "with a byte quota, sign each part with &size=<bytes>: the URL then takes exactly that many")
+
 // emptySHA256 is the SHA-256 of no bytes, in base64. The SDK's signer
 // signs Content-Length only when it is above 0 (and the presigned
 // PutObject drops Content-Type then too): a URL signed for 0 bytes binds
@@ -102,11 +112,15 @@ const maxBatch = 1000
 
 // signBatch presigns several parts at once (?partNumbers=1,2,3), as
 // Companion's batch route does for older Uppy clients: without sizes, so
-// each URL takes up to MaxPartSize.
+// each URL takes up to MaxPartSize (refused under --quota-bytes).
 func (s *Service) signBatch(w http.ResponseWriter, r *http.Request) {
 	p, err := caller(r)
 	if err != nil {
 		s.fail(w, r, "sign", err)
+		return
+	}
+	if s.o.Limits.Bytes > 0 {
+		s.fail(w, r, "sign", errSizeRequired)
 		return
 	}
 	q := r.URL.Query()
