@@ -1,0 +1,111 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/tusgate/tusgate/internal/client/resume"
+)
+
+// A server that answers HEAD with an Upload-Offset beyond the upload's
+// length (or the file's size) lies: the client must not call the file
+// stored.
+func TestHeadOffsetBeyondLengthIsNotSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		withLength bool
+	}{{"with Upload-Length", true}, {"without Upload-Length", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeTus(t)
+			store := resume.NewStore(t.TempDir())
+			data := randomBytes(2*MiB, 21)
+			path := writeTemp(t, "lie.bin", data)
+			id, _ := resume.Identify(path)
+			c, _ := newTestClient(t, f, func(o *Options) { o.Records = store })
+			url, err := c.create(context.Background(), creation{length: id.Size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Save(resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Whole, Parts: 1, End: id.Size, URL: url}); err != nil {
+				t.Fatal(err)
+			}
+			f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+				if r.Method != http.MethodHead {
+					return false
+				}
+				w.Header().Set("Tus-Resumable", "1.0.0")
+				w.Header().Set("Upload-Offset", strconv.FormatInt(id.Size+100, 10))
+				if tc.withLength {
+					w.Header().Set("Upload-Length", strconv.FormatInt(id.Size, 10))
+				}
+				w.WriteHeader(http.StatusOK)
+				return true
+			}
+			res := uploadOne(t, c, path, nil)
+			if res.Err == nil {
+				t.Fatalf("a HEAD offset of %d for a %d-byte file was taken as stored (URL %s; the server holds %v)", id.Size+100, id.Size, res.URL, f.upload(res.URL))
+			}
+		})
+	}
+}
+
+// The same lie mid-transfer: after a failed PATCH, the HEAD says the
+// server holds more than the upload's length.
+func TestHeadOffsetBeyondLengthAfterFailure(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(3*MiB, 22)
+	patches := 0
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		switch r.Method {
+		case http.MethodPatch:
+			patches++
+			if patches == 2 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return true
+			}
+		case http.MethodHead:
+			w.Header().Set("Upload-Offset", strconv.Itoa(5*MiB))
+			w.Header().Set("Upload-Length", strconv.Itoa(3*MiB))
+			w.WriteHeader(http.StatusOK)
+			return true
+		}
+		return false
+	}
+	c, _ := newTestClient(t, f, nil)
+	res := uploadOne(t, c, writeTemp(t, "lie2.bin", data), nil)
+	if res.Err == nil {
+		t.Fatalf("stored? the server holds %v", f.upload(res.URL))
+	}
+}
+
+// After a failure, a HEAD whose Upload-Length differs from the file's size
+// (a different upload, or a server that lost track) must not end the file
+// as stored.
+func TestHeadShorterLengthAfterFailure(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(3*MiB, 23)
+	patches := 0
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		switch r.Method {
+		case http.MethodPatch:
+			patches++
+			if patches == 2 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return true
+			}
+		case http.MethodHead:
+			w.Header().Set("Upload-Offset", strconv.Itoa(MiB))
+			w.Header().Set("Upload-Length", strconv.Itoa(MiB))
+			w.WriteHeader(http.StatusOK)
+			return true
+		}
+		return false
+	}
+	c, _ := newTestClient(t, f, nil)
+	res := uploadOne(t, c, writeTemp(t, "lie3.bin", data), nil)
+	if res.Err == nil {
+		t.Fatalf("stored? the server holds %v", f.upload(res.URL))
+	}
+}
