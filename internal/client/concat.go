@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -58,6 +59,10 @@ func (c *Client) sendParts(ctx context.Context, t *progress.Tracker, f *os.File,
 			if err != nil {
 				reset()
 				return "", err
+			}
+			if st.length >= 0 && st.length != u.length {
+				reset()
+				return "", fmt.Errorf("%w (its length is %d, the part's %d)", errGone, st.length, u.length)
 			}
 			offsets[i] = st.offset
 			u.pos.set(st.offset)

@@ -127,6 +127,9 @@ func (c *Client) head(ctx context.Context, url string) (state, error) {
 		if st.length, err = strconv.ParseInt(v, 10, 64); err != nil || st.length < 0 {
 			return state{}, permanent("HEAD: the server answered an invalid Upload-Length (%q)", v)
 		}
+		if st.offset > st.length {
+			return state{}, permanent("HEAD: the server answered an Upload-Offset of %d beyond its Upload-Length of %d", st.offset, st.length)
+		}
 	}
 	return st, nil
 }

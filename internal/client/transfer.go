@@ -138,10 +138,21 @@ func (c *Client) transfer(ctx context.Context, u *upload, offset int64) error {
 				}
 				return err
 			}
-			offset, u.length = st.offset, st.length
+			if u.length >= 0 && st.length >= 0 && st.length != u.length {
+				return permanent("HEAD: the server now gives the upload a length of %d bytes, not %d", st.length, u.length)
+			}
+			offset = st.offset
+			if st.length >= 0 {
+				u.length = st.length // a deferred length the server learnt
+			}
 			u.pos.set(offset)
 		}
-		if u.length >= 0 && offset >= u.length {
+		// A server that claims more than the upload holds is not believed:
+		// the file is not stored.
+		if u.length >= 0 && offset > u.length {
+			return permanent("the server says it holds %d bytes of an upload of %d", offset, u.length)
+		}
+		if u.length >= 0 && offset == u.length {
 			return nil
 		}
 		raw, n, last, err := u.src.chunk(offset, c.opts.ChunkSize)
