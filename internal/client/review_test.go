@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tusgate/tusgate/internal/client/resume"
 )
@@ -107,5 +109,31 @@ func TestHeadShorterLengthAfterFailure(t *testing.T) {
 	res := uploadOne(t, c, writeTemp(t, "lie3.bin", data), nil)
 	if res.Err == nil {
 		t.Fatalf("stored? the server holds %v", f.upload(res.URL))
+	}
+}
+
+// A server that answers every PATCH with 204 but keeps nothing (the same
+// Upload-Offset) must not keep the client sending for ever.
+func TestPatchWithoutProgressGivesUp(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(2*MiB, 24)
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method != http.MethodPatch {
+			return false
+		}
+		w.Header().Set("Upload-Offset", r.Header.Get("Upload-Offset"))
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	c, _ := newTestClient(t, f, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var res Result
+	c.Upload(ctx, Input{Files: []string{writeTemp(t, "stuck.bin", data)}}, func(_ int, r Result) { res = r })
+	if ctx.Err() != nil {
+		t.Fatalf("still sending after 5 s to a server that keeps nothing (%d requests)", strings.Count(f.requestLog(), "PATCH"))
+	}
+	if res.Err == nil {
+		t.Fatal("stored?")
 	}
 }
