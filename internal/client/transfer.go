@@ -33,6 +33,9 @@ type upload struct {
 // expired since the last run, or belongs to another user.
 var errGone = errors.New("the server no longer has this upload")
 
+// errNoProgress: a PATCH the server accepted without keeping any of it.
+var errNoProgress = errors.New("PATCH: the server kept none of the chunk's bytes")
+
 func isGone(err error) bool {
 	var se *StatusError
 	return errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone)
@@ -164,6 +167,11 @@ func (c *Client) transfer(ctx context.Context, u *upload, offset int64) error {
 			declare = offset + n
 		}
 		next, err := c.patch(ctx, u, offset, raw, n, declare)
+		if err == nil && next == offset && n > 0 {
+			// tus lets a server keep part of a chunk; one that keeps none
+			// is a failure like any other (back-off, --retries).
+			err = errNoProgress
+		}
 		if err != nil {
 			u.pos.set(offset) // what the server keeps is known after HEAD
 			if !r.again(ctx, err) {
