@@ -137,3 +137,48 @@ func TestPatchWithoutProgressGivesUp(t *testing.T) {
 		t.Fatal("stored?")
 	}
 }
+
+// A file sent with --streams whose final upload is complete on the server
+// but whose partials were already removed (the client was killed between
+// removing the partials and clearing the records) is stored: the next run
+// must not send the whole file again as a new upload.
+func TestStreamsFinalDoneAfterPartialsRemoved(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(12*MiB, 25)
+	path := writeTemp(t, "fin.bin", data)
+	store := resume.NewStore(t.TempDir())
+	c, _ := newTestClient(t, f, func(o *Options) { o.Streams = 2; o.Records = store })
+	id, _ := resume.Identify(path)
+
+	// Reproduce what the killed run left: its records (saved before the
+	// records are cleared) and the server's state (final complete,
+	// partials removed).
+	var saved []resume.Record
+	res := uploadOne(t, c, path, nil)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	f.mu.Lock()
+	n := f.next
+	f.mu.Unlock()
+	for i := range 2 {
+		saved = append(saved, resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Partial, Part: i, Parts: 2,
+			Start: int64(i) * 6 * MiB, End: int64(i+1) * 6 * MiB, URL: f.endpoint() + strconv.Itoa(i+1)})
+	}
+	saved = append(saved, resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Final, End: id.Size, URL: res.URL})
+	for _, r := range saved {
+		if err := store.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 3 || f.upload(saved[0].URL) != nil || f.upload(res.URL) == nil {
+		t.Fatalf("setup: %d uploads made; partial %v; final %v", n, f.upload(saved[0].URL), f.upload(res.URL))
+	}
+
+	created, before := f.counts()
+	again := uploadOne(t, c, path, nil)
+	created2, after := f.counts()
+	if again.Err != nil || again.URL != res.URL || created2 != created || after != before {
+		t.Fatalf("rerun: %v, URL %q (final %q); %d new uploads, %d bytes sent again", again.Err, again.URL, res.URL, created2-created, after-before)
+	}
+}
