@@ -41,6 +41,20 @@ func (c *Client) sendParts(ctx context.Context, t *progress.Tracker, f *os.File,
 		}
 	}
 
+	// The earlier run's final upload, if the server has it whole: the file
+	// is stored (its partials may be gone already, removed after it was
+	// made).
+	if final != nil {
+		if st, err := c.head(ctx, final.URL); err == nil && st.offset == id.Size && (st.length < 0 || st.length == id.Size) {
+			for _, r := range earlier {
+				c.remove(ctx, r.URL)
+			}
+			t.SetURL(final.URL)
+			newStreamPos(t).set(id.Size)
+			return final.URL, nil
+		}
+	}
+
 	ups := make([]*upload, len(ranges))
 	offsets := make([]int64, len(ranges))
 	reset := func() {
@@ -86,13 +100,6 @@ func (c *Client) sendParts(ctx context.Context, t *progress.Tracker, f *os.File,
 		return "", err
 	}
 
-	// The final upload: again the earlier run's if the server has it whole.
-	if final != nil {
-		if st, err := c.head(ctx, final.URL); err == nil && st.offset == id.Size {
-			c.removePartials(ctx, ups)
-			return final.URL, nil
-		}
-	}
 	urls := make([]string, len(ups))
 	for i, u := range ups {
 		urls[i] = u.url
