@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +182,59 @@ func TestStreamsFinalDoneAfterPartialsRemoved(t *testing.T) {
 	created2, after := f.counts()
 	if again.Err != nil || again.URL != res.URL || created2 != created || after != before {
 		t.Fatalf("rerun: %v, URL %q (final %q); %d new uploads, %d bytes sent again", again.Err, again.URL, res.URL, created2-created, after-before)
+	}
+}
+
+// A file rewritten in place while it is sent (same size, new content) is
+// not stored as it is: the client must not report success for a mix of
+// old and new bytes.
+func TestFileRewrittenDuringUpload(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(3*MiB, 26)
+	path := writeTemp(t, "moving.bin", data)
+	newer := randomBytes(3*MiB, 27)
+	patches := 0
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method == http.MethodPatch {
+			if patches++; patches == 2 {
+				if err := os.WriteFile(path, newer, 0o644); err != nil {
+					t.Error(err)
+				}
+				// make sure the modification time moves on coarse clocks
+				later := time.Now().Add(2 * time.Second)
+				_ = os.Chtimes(path, later, later)
+			}
+		}
+		return false
+	}
+	c, _ := newTestClient(t, f, nil)
+	res := uploadOne(t, c, path, nil)
+	if res.Err == nil {
+		u := f.upload(res.URL)
+		t.Fatalf("reported stored; the server holds old bytes %t, new bytes %t (a mix)", bytes.Equal(u.data, data), bytes.Equal(u.data, newer))
+	}
+}
+
+// A file that shrinks while it is sent ends with one clear error, not
+// ten transport errors about Content-Length.
+func TestFileShrinksDuringUpload(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(3*MiB, 28)
+	path := writeTemp(t, "shrink.bin", data)
+	patches := 0
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method == http.MethodPatch {
+			if patches++; patches == 2 {
+				if err := os.Truncate(path, MiB+10); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		return false
+	}
+	c, sink := newTestClient(t, f, nil)
+	res := uploadOne(t, c, path, nil)
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "changed") || len(sink.retries) != 0 {
+		t.Fatalf("error %v after %d retries; want one error saying the file changed", res.Err, len(sink.retries))
 	}
 }
