@@ -65,7 +65,7 @@ func (c *Client) sendParts(ctx context.Context, t *progress.Tracker, f *os.File,
 		}
 	}
 	for i, rg := range ranges {
-		u := &upload{src: fileRange{f: f, start: rg.start, end: rg.end}, length: rg.end - rg.start, pos: newStreamPos(t), tracker: t}
+		u := &upload{src: fileRange{f: f, id: id, start: rg.start, end: rg.end}, length: rg.end - rg.start, pos: newStreamPos(t), tracker: t}
 		ups[i] = u
 		if r, ok := earlier[i]; ok && r.Start == rg.start && r.End == rg.end && r.Parts == len(ranges) {
 			u.url = r.URL
@@ -97,6 +97,9 @@ func (c *Client) sendParts(ctx context.Context, t *progress.Tracker, f *os.File,
 		if errors.Is(err, errGone) {
 			reset()
 		}
+		return "", err
+	}
+	if err := unchanged(f, id); err != nil { // while the last chunks were sent
 		return "", err
 	}
 

@@ -14,9 +14,11 @@ import (
 	"github.com/tusgate/tusgate/internal/client/resume"
 )
 
-// fileRange is the bytes [start, end) of an open file.
+// fileRange is the bytes [start, end) of an open file, whose identity
+// when the upload began is id.
 type fileRange struct {
 	f          *os.File
+	id         resume.Identity
 	start, end int64
 }
 
@@ -25,9 +27,27 @@ func (r fileRange) chunk(off, max int64) (func() io.Reader, int64, bool, error) 
 	if off < 0 || off > size {
 		return nil, 0, false, permanent("the server's offset %d is outside the upload's %d bytes", off, size)
 	}
+	if err := unchanged(r.f, r.id); err != nil {
+		return nil, 0, false, err
+	}
 	n := min(max, size-off)
 	at := r.start + off
 	return func() io.Reader { return io.NewSectionReader(r.f, at, n) }, n, off+n == size, nil
+}
+
+// unchanged fails if the open file's size or modification time is no
+// longer id's: its upload would hold some old bytes and some new.
+func unchanged(f *os.File, id resume.Identity) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return permanent("%w", err)
+	}
+	now := id
+	now.Size, now.ModTime = fi.Size(), fi.ModTime().UnixNano()
+	if ch := id.Changes(now); ch != "" {
+		return permanent("the file changed while it was sent (%s); run the same command again to send it anew", ch)
+	}
+	return nil
 }
 
 // fileMetadata is the Upload-Metadata of a file: its name and, when its
@@ -141,7 +161,7 @@ func (c *Client) sendFile(ctx context.Context, t *progress.Tracker, f *os.File, 
 
 // sendWhole sends the file in one upload.
 func (c *Client) sendWhole(ctx context.Context, t *progress.Tracker, f *os.File, id resume.Identity, recs []resume.Record) (string, error) {
-	u := &upload{src: fileRange{f: f, end: id.Size}, length: id.Size, pos: newStreamPos(t), tracker: t}
+	u := &upload{src: fileRange{f: f, id: id, end: id.Size}, length: id.Size, pos: newStreamPos(t), tracker: t}
 	offset := int64(0)
 	if len(recs) > 0 && recs[0].Kind == resume.Whole {
 		u.url = recs[0].URL
@@ -168,6 +188,9 @@ func (c *Client) sendWhole(ctx context.Context, t *progress.Tracker, f *os.File,
 	err := c.transfer(ctx, u, offset)
 	if errors.Is(err, errGone) {
 		u.pos.set(0)
+	}
+	if err == nil {
+		err = unchanged(f, id) // while its last chunk was sent
 	}
 	return u.url, err
 }
