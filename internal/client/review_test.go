@@ -238,3 +238,24 @@ func TestFileShrinksDuringUpload(t *testing.T) {
 		t.Fatalf("error %v after %d retries; want one error saying the file changed", res.Err, len(sink.retries))
 	}
 }
+
+// Standard input cannot be resumed: an interrupted "-" must not tell the
+// user to run the command again to resume.
+func TestInterruptedStdinDoesNotClaimResume(t *testing.T) {
+	f := newFakeTus(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method == http.MethodPatch {
+			cancel()
+			http.Error(w, "gone away", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	c, _ := newTestClient(t, f, nil)
+	var res Result
+	c.Upload(ctx, Input{Files: []string{"-"}, Stream: bytes.NewReader(randomBytes(3*MiB, 29)), StreamName: "x"}, func(_ int, r Result) { res = r })
+	if res.Err == nil || strings.Contains(res.Err.Error(), "resume") {
+		t.Fatalf("interrupted stdin: %v", res.Err)
+	}
+}
