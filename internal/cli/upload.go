@@ -123,7 +123,14 @@ func upload(ctx context.Context, args []string, env Env) int {
 	switch {
 	case ctx.Err() != nil:
 		if !jsonOut {
-			fmt.Fprintln(env.Stderr, "tusgate upload: interrupted; run the same command again to resume")
+			msg := "interrupted; run the same command again to resume"
+			switch {
+			case stdinCount == len(files):
+				msg = "interrupted; standard input cannot resume: a new run sends it anew"
+			case stdinCount > 0:
+				msg += " (standard input is sent anew)"
+			}
+			fmt.Fprintln(env.Stderr, "tusgate upload:", msg)
 		}
 		return ExitInterrupted
 	case failed > 0:

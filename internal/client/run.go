@@ -12,6 +12,17 @@ import (
 // errInterrupted ends the uploads of a run that was stopped.
 var errInterrupted = errors.New("interrupted; run the same command again to resume")
 
+// errInterruptedStream ends an interrupted standard input, which keeps no
+// record: it cannot resume.
+var errInterruptedStream = errors.New("interrupted; standard input cannot resume: a new run sends it anew")
+
+func interrupted(file string) error {
+	if file == "-" {
+		return errInterruptedStream
+	}
+	return errInterrupted
+}
+
 // Result is how the upload of one file ended.
 type Result struct {
 	File string // as given ("-": the stream)
@@ -58,8 +69,8 @@ func (c *Client) Upload(ctx context.Context, in Input, done func(i int, r Result
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				c.sink.Fail(progress.NewTracker(f, -1), errInterrupted)
-				report(i, Result{File: f, Err: errInterrupted})
+				c.sink.Fail(progress.NewTracker(f, -1), interrupted(f))
+				report(i, Result{File: f, Err: interrupted(f)})
 				return
 			}
 			report(i, c.uploadOne(ctx, f, in))
@@ -81,7 +92,7 @@ func (c *Client) uploadOne(ctx context.Context, file string, in Input) Result {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			err = errInterrupted
+			err = interrupted(file)
 		}
 		c.sink.Fail(t, err)
 		return Result{File: file, URL: url, Err: err}
