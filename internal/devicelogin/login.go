@@ -152,15 +152,34 @@ func Login(ctx context.Context, r Request) (*Tokens, error) {
 	}, nil
 }
 
-// describe turns an OAuth error answer into its code and description
-// (never a token: error answers carry none).
+// describe turns an OAuth error answer into its code and description,
+// or its status when it has no OAuth error code: never the answer's body,
+// which may be a page of several lines, or echo the request (and with it
+// the refresh token).
 func describe(err error) error {
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.ErrorCode != "" {
-		if re.ErrorDescription != "" {
-			return fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription)
-		}
-		return errors.New(re.ErrorCode)
+	if !errors.As(err, &re) {
+		return err
 	}
-	return err
+	if re.ErrorCode != "" {
+		if re.ErrorDescription != "" {
+			return fmt.Errorf("%s: %s", re.ErrorCode, oneLine(re.ErrorDescription))
+		}
+		return errors.New(oneLine(re.ErrorCode))
+	}
+	if re.Response != nil {
+		return fmt.Errorf("the issuer answered %s", re.Response.Status)
+	}
+	return errors.New("the issuer's answer is not an OAuth token answer")
+}
+
+// oneLine keeps the first line of s, at most 200 bytes of it.
+func oneLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }
