@@ -260,3 +260,30 @@ func TestInterruptedStdinDoesNotClaimResume(t *testing.T) {
 		t.Fatalf("interrupted stdin: %v", res.Err)
 	}
 }
+
+// Records of an earlier --streams run against a server that (now) does not
+// announce concatenation must not fail every later run the same way.
+func TestStreamsRecordsWithoutConcatenation(t *testing.T) {
+	f := newFakeTus(t)
+	f.extensions = "creation,termination"
+	data := randomBytes(12*MiB, 32)
+	path := writeTemp(t, "nc.bin", data)
+	store := resume.NewStore(t.TempDir())
+	id, _ := resume.Identify(path)
+	for i := range 2 {
+		_ = store.Save(resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Partial, Part: i, Parts: 2,
+			Start: int64(i) * 6 * MiB, End: int64(i+1) * 6 * MiB, URL: f.endpoint() + "old" + strconv.Itoa(i)})
+	}
+	c, sink := newTestClient(t, f, func(o *Options) { o.Records = store })
+	for run := range 2 {
+		res := uploadOne(t, c, path, nil)
+		if res.Err == nil {
+			if !bytes.Equal(f.upload(res.URL).data, data) {
+				t.Fatal("stored bytes differ")
+			}
+			return
+		}
+		t.Logf("run %d: %v (notices %q)", run+1, res.Err, sink.notices)
+	}
+	t.Fatal("every run fails the same way; the user must find and delete the record folder")
+}
