@@ -148,9 +148,16 @@ func (c *Client) sendFile(ctx context.Context, t *progress.Tracker, f *os.File, 
 	}
 	if streams > 1 && !c.caps.Extensions["concatenation"] {
 		if len(recs) > 0 {
-			return "", errors.New("the server no longer supports concatenation, which the earlier run's partial uploads need")
+			// Failing would fail every later run the same way: start anew.
+			c.sink.Notice(t, "the server does not announce concatenation, which the earlier run's partial uploads need; starting a new upload in one stream")
+			for _, r := range recs {
+				c.remove(ctx, r.URL)
+			}
+			c.clearRecords(t, id)
+			recs = nil
+		} else {
+			c.sink.Notice(t, "the server does not support concatenation; sending in one stream")
 		}
-		c.sink.Notice(t, "the server does not support concatenation; sending in one stream")
 		streams = 1
 	}
 	if streams == 1 {
