@@ -5,8 +5,10 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +288,134 @@ func TestStreamsRecordsWithoutConcatenation(t *testing.T) {
 		t.Logf("run %d: %v (notices %q)", run+1, res.Err, sink.notices)
 	}
 	t.Fatal("every run fails the same way; the user must find and delete the record folder")
+}
+
+// 409 both ways, 460 once, and 413 on a PATCH.
+func TestOffsetConflictsAndRefusals(t *testing.T) {
+	data := randomBytes(4*MiB, 30)
+	for _, tc := range []struct {
+		name string
+		hook func(w http.ResponseWriter, r *http.Request, patches int, f *fakeTus) bool
+		fail string // "" success
+	}{
+		{"409 server has more", func(w http.ResponseWriter, r *http.Request, n int, f *fakeTus) bool {
+			if n == 2 { // the server kept the chunk, the answer got lost; then the client's offset is stale
+				r.Header.Set("Upload-Offset", "0")
+			}
+			return false
+		}, ""},
+		{"409 server has fewer", func(w http.ResponseWriter, r *http.Request, n int, f *fakeTus) bool {
+			if n == 3 {
+				f.mu.Lock()
+				u := f.uploads[strings.TrimPrefix(r.URL.Path, "/files/")]
+				u.data = u.data[:MiB/2]
+				f.mu.Unlock()
+			}
+			return false
+		}, ""},
+		{"460 once", func(w http.ResponseWriter, r *http.Request, n int, f *fakeTus) bool {
+			if n == 2 {
+				w.WriteHeader(460)
+				return true
+			}
+			return false
+		}, ""},
+		{"413", func(w http.ResponseWriter, r *http.Request, n int, f *fakeTus) bool {
+			if n == 2 {
+				http.Error(w, "ERR_QUOTA: over quota", http.StatusRequestEntityTooLarge)
+				return true
+			}
+			return false
+		}, "PATCH: 413 Request Entity Too Large: ERR_QUOTA: over quota"},
+		{"460 always", func(w http.ResponseWriter, r *http.Request, n int, f *fakeTus) bool {
+			w.WriteHeader(460)
+			return true
+		}, "PATCH: 460 Checksum Mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeTus(t)
+			patches := 0
+			f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+				if r.Method != http.MethodPatch {
+					return false
+				}
+				patches++
+				return tc.hook(w, r, patches, f)
+			}
+			c, _ := newTestClient(t, f, nil)
+			res := uploadOne(t, c, writeTemp(t, "o.bin", data), nil)
+			if tc.fail == "" {
+				if res.Err != nil || !bytes.Equal(f.upload(res.URL).data, data) {
+					t.Fatalf("%v", res.Err)
+				}
+				return
+			}
+			if res.Err == nil || res.Err.Error() != tc.fail {
+				t.Fatalf("error %v, want %q", res.Err, tc.fail)
+			}
+		})
+	}
+}
+
+// A record of a partial the server no longer has starts the file anew,
+// once, rather than failing every run.
+func TestStreamsGonePartialStartsAnew(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(12*MiB, 31)
+	path := writeTemp(t, "gp.bin", data)
+	store := resume.NewStore(t.TempDir())
+	id, _ := resume.Identify(path)
+	for i := range 2 {
+		_ = store.Save(resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Partial, Part: i, Parts: 2,
+			Start: int64(i) * 6 * MiB, End: int64(i+1) * 6 * MiB, URL: f.endpoint() + "expired" + strconv.Itoa(i)})
+	}
+	c, sink := newTestClient(t, f, func(o *Options) { o.Streams = 2; o.Records = store })
+	res := uploadOne(t, c, path, nil)
+	if res.Err != nil || !bytes.Equal(f.upload(res.URL).data, data) || len(sink.notices) != 1 {
+		t.Fatalf("%v; notices %q", res.Err, sink.notices)
+	}
+}
+
+// Two clients sending the same file at once, from the same records, both
+// end with the file stored whole; the second resumes the first's upload.
+func TestTwoClientsSameFile(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(6*MiB, 33)
+	path := writeTemp(t, "two.bin", data)
+	store := resume.NewStore(t.TempDir())
+	var wg sync.WaitGroup
+	results := make([]Result, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, _ := newTestClient(t, f, func(o *Options) { o.Records = store })
+			c.Upload(context.Background(), Input{Files: []string{path}}, func(_ int, r Result) { results[i] = r })
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.Err != nil || !bytes.Equal(f.upload(r.URL).data, data) {
+			t.Fatalf("client %d: %v", i, r.Err)
+		}
+	}
+}
+
+// A truncated or corrupt record is skipped: the file is sent anew.
+func TestCorruptRecord(t *testing.T) {
+	f := newFakeTus(t)
+	data := randomBytes(MiB, 34)
+	path := writeTemp(t, "cr.bin", data)
+	store := resume.NewStore(t.TempDir())
+	id, _ := resume.Identify(path)
+	_ = store.Save(resume.Record{Endpoint: f.endpoint(), File: id, Kind: resume.Whole, Parts: 1, End: id.Size, URL: f.endpoint() + "x"})
+	dirs, _ := os.ReadDir(store.Dir())
+	rec := filepath.Join(store.Dir(), dirs[0].Name(), "upload.json")
+	raw, _ := os.ReadFile(rec)
+	_ = os.WriteFile(rec, raw[:len(raw)/2], 0o600)
+	c, _ := newTestClient(t, f, func(o *Options) { o.Records = store })
+	res := uploadOne(t, c, path, nil)
+	if res.Err != nil || !bytes.Equal(f.upload(res.URL).data, data) {
+		t.Fatalf("%v", res.Err)
+	}
 }
