@@ -54,13 +54,13 @@ func TestParseInterspersed(t *testing.T) {
 func TestOrderedPrinter(t *testing.T) {
 	var out bytes.Buffer
 	p := newOrderedPrinter(&out, 3)
-	p.done(2, client.Result{URL: "u2"})
+	p.done(2, client.Result{URL: "u2", Checksums: map[string]string{"sha256": "S2==", "crc32": "C2=="}})
 	p.done(1, client.Result{Err: errors.New("failed")})
 	if out.Len() != 0 {
 		t.Fatalf("printed before the first file ended: %q", out.String())
 	}
 	p.done(0, client.Result{URL: "u0"})
-	if out.String() != "u0\nu2\n" {
+	if out.String() != "u0\nu2 crc32=C2== sha256=S2==\n" {
 		t.Fatalf("printed %q", out.String())
 	}
 }

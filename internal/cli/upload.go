@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +31,9 @@ Sends files to a tusgate (or any tus 1.0 server), resumably: run the same
 command again after an interruption and each upload continues where the
 server left off. "-" reads standard input (sent with a deferred length; it
 resumes only within one run). Prints each upload's URL on standard output,
-one line per file in the order given; progress goes to standard error.
+one line per file in the order given, followed by the stored object's
+checksums when the server names them (crc32=<base64> sha256=<base64>);
+progress goes to standard error.
 
 Exit codes: 0 every file stored, 1 a file failed, 2 bad usage,
 130 interrupted.
@@ -243,8 +247,10 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// orderedPrinter prints each stored file's URL in the order the files
-// were given, as soon as the files before it are done.
+// orderedPrinter prints each stored file's URL, followed by the stored
+// object's checksums the server named (" crc32=<base64> sha256=<base64>"),
+// in the order the files were given, as soon as the files before it are
+// done.
 type orderedPrinter struct {
 	w       io.Writer
 	results []*client.Result
@@ -259,7 +265,11 @@ func (p *orderedPrinter) done(i int, r client.Result) {
 	p.results[i] = &r
 	for p.next < len(p.results) && p.results[p.next] != nil {
 		if r := p.results[p.next]; r.Err == nil {
-			fmt.Fprintln(p.w, r.URL)
+			line := r.URL
+			for _, alg := range slices.Sorted(maps.Keys(r.Checksums)) {
+				line += " " + alg + "=" + r.Checksums[alg]
+			}
+			fmt.Fprintln(p.w, line)
 		}
 		p.next++
 	}

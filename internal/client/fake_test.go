@@ -22,6 +22,9 @@ type fakeTus struct {
 	extensions string // Tus-Extension
 	algorithms string // Tus-Checksum-Algorithm ("" for none)
 	token      string // required bearer token ("" for none)
+	// finished are headers of HEAD answers for finished uploads (the
+	// object's checksums, as tusgate reports them).
+	finished map[string]string
 
 	mu       sync.Mutex
 	uploads  map[string]*fakeUpload
@@ -98,6 +101,11 @@ func (f *fakeTus) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Upload-Offset", strconv.Itoa(offset))
+		if int64(offset) == length {
+			for k, v := range f.finished {
+				w.Header().Set(k, v)
+			}
+		}
 		if length >= 0 {
 			w.Header().Set("Upload-Length", strconv.FormatInt(length, 10))
 		} else {

@@ -28,6 +28,9 @@ type Result struct {
 	File string // as given ("-": the stream)
 	URL  string // the upload's URL ("" if it was never created)
 	Err  error  // nil: the file is stored
+	// Checksums are the stored object's checksums the server named, by
+	// algorithm ("crc32", "sha256"; base64), nil if none.
+	Checksums map[string]string
 }
 
 // Input names what Upload sends.
@@ -98,8 +101,10 @@ func (c *Client) uploadOne(ctx context.Context, file string, in Input) Result {
 		return Result{File: file, URL: url, Err: err}
 	}
 	t.SetURL(url)
+	sums := c.objectChecksums(ctx, url)
+	t.SetChecksums(sums)
 	c.sink.Done(t)
-	return Result{File: file, URL: url}
+	return Result{File: file, URL: url, Checksums: sums}
 }
 
 // discover reads the server's capabilities once (OPTIONS). A server that

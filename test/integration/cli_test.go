@@ -67,6 +67,20 @@ func TestCLIResumeAfterClientKill(t *testing.T) {
 	if recs := home.records(t); len(recs) != 0 {
 		t.Fatalf("records left after success: %v", recs)
 	}
+	// The object's full-object CRC32, which S3 validated over both runs'
+	// parts, printed after the URL and in the done event.
+	if got := second.checksums(); len(got) != 1 || got[0]["crc32"] != crc32Of(data) {
+		t.Fatalf("printed checksums %v, want crc32=%s", got, crc32Of(data))
+	}
+	var done map[string]string
+	for _, e := range second.events() {
+		if e.Event == "done" {
+			done = e.Checksums
+		}
+	}
+	if done["crc32"] != crc32Of(data) {
+		t.Fatalf("done event's checksums %v, want crc32 %s", done, crc32Of(data))
+	}
 }
 
 // tusgate is killed and restarted mid-upload; the running client waits it

@@ -58,6 +58,8 @@ type cliEvent struct {
 	Rate    float64 `json:"rate"`
 	Message string  `json:"message"`
 	Error   string  `json:"error"`
+	// Checksums (done): the object's, by algorithm.
+	Checksums map[string]string `json:"checksums"`
 }
 
 // cliRun is one run of a client command (tusgate upload or login).
@@ -149,11 +151,40 @@ func (r *cliRun) output() string {
 	return "stdout:\n" + r.stdout.String() + "stderr:\n" + strings.Join(r.lines, "\n")
 }
 
-// urls are the lines the client printed on standard output.
+// urls are the URLs the client printed on standard output, a line each.
 func (r *cliRun) urls() []string {
+	var urls []string
+	for _, l := range r.stdoutLines() {
+		urls = append(urls, strings.Fields(l)[0])
+	}
+	return urls
+}
+
+// checksums are the object checksums printed after each URL
+// ("crc32=<base64>"), by algorithm, a map per line.
+func (r *cliRun) checksums() []map[string]string {
+	var out []map[string]string
+	for _, l := range r.stdoutLines() {
+		sums := map[string]string{}
+		for _, f := range strings.Fields(l)[1:] {
+			alg, v, _ := strings.Cut(f, "=")
+			sums[alg] = v
+		}
+		out = append(out, sums)
+	}
+	return out
+}
+
+func (r *cliRun) stdoutLines() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return strings.Fields(r.stdout.String())
+	var lines []string
+	for l := range strings.Lines(r.stdout.String()) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
 }
 
 // events parses the JSON lines of standard error.

@@ -14,7 +14,8 @@ import (
 //	progress  every interval while bytes move (rate: bytes/s in this run)
 //	retry     a request failed; the upload goes on after wait seconds
 //	notice    a message, e.g. a changed file starting anew
-//	done      the file is stored at url
+//	done      the file is stored at url (checksums: the stored object's,
+//	          by algorithm, when the server names them)
 //	error     the upload of this file failed
 type Event struct {
 	Time    time.Time `json:"time"`
@@ -27,6 +28,8 @@ type Event struct {
 	Wait    float64   `json:"wait,omitempty"` // seconds (retry)
 	Message string    `json:"message,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	// Checksums (done) are base64 digests by algorithm ("crc32", "sha256").
+	Checksums map[string]string `json:"checksums,omitempty"`
 }
 
 // JSON writes events as JSON lines.
@@ -128,7 +131,9 @@ func (j *JSON) Done(t *Tracker) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	delete(j.active, t)
-	j.emit(j.event("done", t))
+	e := j.event("done", t)
+	e.Checksums = t.Checksums()
+	j.emit(e)
 }
 
 // Fail implements Sink.

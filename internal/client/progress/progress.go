@@ -20,6 +20,7 @@ type Tracker struct {
 
 	mu       sync.Mutex
 	url      string
+	sums     map[string]string
 	started  time.Time
 	startPos int64
 }
@@ -54,6 +55,21 @@ func (t *Tracker) URL() string {
 func (t *Tracker) SetURL(u string) {
 	t.mu.Lock()
 	t.url = u
+	t.mu.Unlock()
+}
+
+// Checksums are the stored object's checksums by algorithm, nil until
+// the upload is done (and if the server names none).
+func (t *Tracker) Checksums() map[string]string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sums
+}
+
+// SetChecksums records the stored object's checksums.
+func (t *Tracker) SetChecksums(sums map[string]string) {
+	t.mu.Lock()
+	t.sums = sums
 	t.mu.Unlock()
 }
 
