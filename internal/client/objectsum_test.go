@@ -1,9 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"maps"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +39,31 @@ func TestObjectChecksumsReported(t *testing.T) {
 				t.Fatalf("checksums %v, want %v", res.Checksums, tc.want)
 			}
 		})
+	}
+}
+
+// A server that refuses OPTIONS gets plain tus 1.0 uploads, and the user
+// is told what that turns off.
+func TestRefusedOptionsIsANotice(t *testing.T) {
+	f := newFakeTus(t)
+	f.extensions, f.algorithms = "creation,checksum,concatenation", "sha256"
+	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return true
+		}
+		return false
+	}
+	c, sink := newTestClient(t, f, nil)
+	data := randomBytes(MiB+1, 10)
+	res := uploadOne(t, c, writeTemp(t, "d.bin", data), nil)
+	if res.Err != nil || !bytes.Equal(f.upload(res.URL).data, data) {
+		t.Fatalf("upload: %v", res.Err)
+	}
+	if len(f.upload(res.URL).checksum) != 0 {
+		t.Fatal("Upload-Checksum sent though OPTIONS named no checksum extension")
+	}
+	if n := strings.Join(sink.notices, "\n"); !strings.Contains(n, "OPTIONS") || !strings.Contains(n, "405") {
+		t.Fatalf("notices %q; want one about the refused OPTIONS", n)
 	}
 }

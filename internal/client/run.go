@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -119,6 +120,7 @@ func (c *Client) discover(ctx context.Context) error {
 	var se *StatusError
 	if errors.As(err, &se) && se.Status != 401 {
 		c.caps = Capabilities{}
+		c.sink.Notice(t, fmt.Sprintf("the server refused OPTIONS (%s); sending plain tus 1.0 uploads, without checksums or --streams", se.Error()))
 		return nil
 	}
 	return err
