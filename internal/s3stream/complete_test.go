@@ -130,6 +130,28 @@ func TestFullObjectEmptyUpload(t *testing.T) {
 	}
 }
 
+// MinIO refuses the CRC32 of nothing as an empty object's full-object
+// checksum: the completion goes again without it, and the empty upload
+// finishes.
+func TestFullObjectEmptyUploadRefused(t *testing.T) {
+	e := newEnv(t, true)
+	e.s3.refuseEmptyCRC32 = true
+	id := e.create(0, false)
+	up, err := e.store.GetUpload(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.FinishUpload(context.Background()); err != nil {
+		t.Fatalf("FinishUpload: %v", err)
+	}
+	if got, ok := e.s3.object(e.key(id)); !ok || len(got) != 0 {
+		t.Fatalf("object: %d bytes (exists: %v)", len(got), ok)
+	}
+	if c := e.s3.completion(e.key(id)); c.ChecksumCRC32 != nil || c.ChecksumType != types.ChecksumTypeFullObject {
+		t.Errorf("the completion that went through: CRC32 %q type %q", aws.ToString(c.ChecksumCRC32), c.ChecksumType)
+	}
+}
+
 // A part whose ETag in S3 is not the one the upload stored (another writer
 // replaced it) stops the completion: the object would not be the bytes
 // acknowledged.

@@ -50,6 +50,10 @@ type fakeS3 struct {
 	// afterUploadPart, if set, is called with each UploadPart call once
 	// it is recorded (and its part stored if it succeeded).
 	afterUploadPart func(partCall)
+	// refuseEmptyCRC32 answers a completion that gives an empty object a
+	// full-object CRC32 with XAmzContentChecksumMismatch, as MinIO does
+	// (it keeps no checksum for an empty object).
+	refuseEmptyCRC32 bool
 	// failOp, if set, is consulted by the other operations with their name
 	// and key; an error fails the operation before it has any effect.
 	failOp func(op, key string) error
@@ -456,6 +460,9 @@ func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMul
 		}
 		obj = append(obj, data...)
 		sizes = append(sizes, int64(len(data)))
+	}
+	if f.refuseEmptyCRC32 && len(obj) == 0 && in.ChecksumCRC32 != nil {
+		return nil, apiError("XAmzContentChecksumMismatch", "The provided 'x-amz-checksum' header does not match what was computed.")
 	}
 	if err := f.sums.complete(mp, in, obj); err != nil {
 		return nil, err
