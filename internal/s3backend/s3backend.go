@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,10 @@ type Backend struct {
 	Bucket   string
 	Endpoint string // for messages; "" means AWS's own
 	TempDir  *TempDir
+
+	// exactKeyListing: the server's ListMultipartUploads takes a prefix
+	// as an exact key (MinIO; see ListMultipartUploads). Set by Check.
+	exactKeyListing atomic.Bool
 }
 
 // Options configure New.
@@ -221,8 +226,9 @@ func firstEnv(lookupEnv func(string) (string, bool), names ...string) string {
 func (b *Backend) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := b.Client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b.Bucket)})
+	out, err := b.Client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b.Bucket)})
 	if err == nil {
+		b.exactKeyListing.Store(listsByExactKey(out.ResultMetadata))
 		return nil
 	}
 	where := "AWS S3"

@@ -66,7 +66,7 @@ func (b *Backend) Outbox() webhook.Outbox {
 // Expiry implements backend.Backend: the bucket's multipart uploads and
 // .info objects, and tombstones under the internal folder.
 func (b *Backend) Expiry() (expiry.Inventory, expiry.Tombstones) {
-	st := &expiry.S3{Client: janitorClient{Client: b.Client, objects: b.Objects}, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
+	st := &expiry.S3{Client: janitorClient{Client: b.Client, objects: b.Objects, b: b}, Bucket: b.Bucket, Prefix: b.Store.ObjectPrefix}
 	return st, st
 }
 
@@ -76,6 +76,11 @@ func (b *Backend) Expiry() (expiry.Inventory, expiry.Tombstones) {
 type janitorClient struct {
 	*s3.Client
 	objects *GuardedClient
+	b       *Backend
+}
+
+func (c janitorClient) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	return c.b.ListMultipartUploads(ctx, in, opts...)
 }
 
 func (c janitorClient) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
@@ -160,7 +165,7 @@ func (c usage) Usage(ctx context.Context, ownerFolder string) (quota.Usage, erro
 	var u quota.Usage
 	prefix := b.Prefix() + ownerFolder + "/"
 	var keys []string
-	p := s3.NewListMultipartUploadsPaginator(b.Client, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.Bucket), Prefix: aws.String(prefix)})
+	p := s3.NewListMultipartUploadsPaginator(b, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.Bucket), Prefix: aws.String(prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {

@@ -23,7 +23,7 @@ func (s *Server) setupDirect(b backend.Backend, reg prometheus.Registerer) error
 		return nil
 	}
 	svc, err := direct.New(direct.Options{
-		S3: sb.Client, Writer: directWriter{sb.Objects}, Presign: s3.NewPresignClient(sb.Client),
+		S3: directS3{sb.Client, sb}, Writer: directWriter{sb.Objects}, Presign: s3.NewPresignClient(sb.Client),
 		Bucket: sb.Bucket, Prefix: sb.Prefix(),
 		URLExpiry: cfg.DirectURLExpiry, MaxSize: cfg.MaxSize, MaxMetadataSize: int(cfg.MaxMetadataSize),
 		Limits: s.limits, TusUsage: b.Usage(),
@@ -83,4 +83,15 @@ func (s *Server) checkBucketCORS(sb *s3backend.Backend) {
 	if ok && len(problems) == 0 {
 		s.log.Info("direct uploads: the bucket's CORS rules let browsers upload", "bucket", sb.Bucket, "origins", s.cfg.CORSOrigins)
 	}
+}
+
+// directS3 is the direct uploads' S3 client: the backend's, listing
+// multipart uploads as the backend does (also on MinIO).
+type directS3 struct {
+	*s3.Client
+	b *s3backend.Backend
+}
+
+func (c directS3) ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, opts ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	return c.b.ListMultipartUploads(ctx, in, opts...)
 }
