@@ -27,17 +27,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// S3Server is a running versitygw with a posix backend in a temp dir, started
-// by StartS3 and stopped by the test's cleanup.
+// S3Server is a running S3 server in a temp dir (versitygw with a posix
+// backend, or MinIO with one drive), started by StartS3 and stopped by the
+// test's cleanup.
 type S3Server struct {
+	Name      string // "versitygw" or "minio"
 	Endpoint  string // e.g. http://127.0.0.1:PORT (or https:// when TLS)
 	AccessKey string
 	SecretKey string
 	Region    string
 	CABundle  string     // path of the CA PEM when TLS, else ""
 	Client    *s3.Client // path-style, configured for this server
-	Dir       string     // root dir of the posix backend: one directory per bucket
-	Log       string     // file receiving versitygw's stdout and stderr
+	Dir       string     // root dir of the data (versitygw: one directory per bucket)
+	Log       string     // file receiving the server's stdout and stderr
 
 	pool   *x509.CertPool // CA of the server certificate when TLS
 	pid    int
@@ -49,13 +51,29 @@ type S3Options struct {
 	// TLS generates a throw-away CA and a server certificate for
 	// 127.0.0.1/localhost (ECDSA P-256) and serves HTTPS with them.
 	TLS bool
+	// Server is "versitygw" or "minio"; "" takes $TUSGATE_TEST_S3, else
+	// versitygw. MinIO comes from .cache/bin/minio (test/tools/deps.sh
+	// builds it when TUSGATE_TEST_S3=minio) or $TUSGATE_TEST_MINIO.
+	Server string
 }
 
-// startTimeout bounds how long StartS3 waits for versitygw to answer.
+// ServerName is the S3 server StartS3 runs for opts.
+func (opts S3Options) ServerName() string {
+	if opts.Server != "" {
+		return opts.Server
+	}
+	if v := os.Getenv("TUSGATE_TEST_S3"); v != "" {
+		return v
+	}
+	return "versitygw"
+}
+
+// startTimeout bounds how long StartS3 waits for the server to answer.
 const startTimeout = 20 * time.Second
 
-// StartS3 starts versitygw (posix backend) on 127.0.0.1:<free port> with its
-// own temp dirs (root and sidecar META dir as SIBLINGS, see field notes),
+// StartS3 starts versitygw (posix backend), or MinIO (see S3Options.Server),
+// on 127.0.0.1:<free port> with its own temp dirs (for versitygw root and
+// sidecar META dir as SIBLINGS, see field notes),
 // waits until it answers S3 requests (poll ListBuckets with a deadline of
 // 20s), and registers t.Cleanup that kills it by PID (process group) and waits
 // for it. Its stdout/stderr go to a log file in the temp dir; on startup
@@ -65,9 +83,14 @@ const startTimeout = 20 * time.Second
 // when the test ends.
 func StartS3(t testing.TB, opts S3Options) *S3Server {
 	t.Helper()
-	bin := Tool(t, "versitygw")
+	name := opts.ServerName()
+	if name != "versitygw" && name != "minio" {
+		t.Fatalf("testenv: StartS3: unknown S3 server %q (TUSGATE_TEST_S3: versitygw or minio)", name)
+	}
+	bin := Tool(t, name)
 	base := t.TempDir()
 	s := &S3Server{
+		Name:      name,
 		AccessKey: "tusgate-test",
 		SecretKey: randomHex(t, 20),
 		Region:    "us-east-1",
@@ -82,14 +105,13 @@ func StartS3(t testing.TB, opts S3Options) *S3Server {
 		}
 	}
 	scheme := "http"
-	var tlsArgs []string
+	var certs *testCerts
 	if opts.TLS {
-		certs, err := writeTestCerts(base)
-		if err != nil {
+		var err error
+		if certs, err = writeTestCerts(base); err != nil {
 			t.Fatalf("testenv: StartS3: generating certificates: %v", err)
 		}
 		scheme, s.CABundle, s.pool = "https", certs.CA, certs.Pool
-		tlsArgs = []string{"--cert", certs.Cert, "--key", certs.Key}
 	}
 
 	// FreePort can race with other processes; retry on a lost port.
@@ -98,14 +120,11 @@ func StartS3(t testing.TB, opts S3Options) *S3Server {
 		port := FreePort(t)
 		s.Endpoint = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		s.Client = s.ClientFor(s.Endpoint)
-		args := append([]string{
-			"--port", fmt.Sprintf("127.0.0.1:%d", port),
-			"--region", s.Region,
-			// Without it versitygw closes the connection after every response.
-			"--keep-alive",
-		}, tlsArgs...)
-		args = append(args, "posix", "--sidecar", meta, s.Dir)
-		err := s.start(t, bin, args)
+		args, env := s.versitygwArgs(port, certs, opts.TLS, meta)
+		if name == "minio" {
+			args, env = s.minioArgs(t, port, certs, opts.TLS, base)
+		}
+		err := s.start(t, bin, args, env)
 		if err == nil {
 			return s
 		}
@@ -113,13 +132,60 @@ func StartS3(t testing.TB, opts S3Options) *S3Server {
 		if attempt < attempts && strings.Contains(tail, "address already in use") {
 			continue
 		}
-		t.Fatalf("testenv: StartS3: versitygw %v: %v\n--- tail of %s ---\n%s", args, err, s.Log, tail)
+		t.Fatalf("testenv: StartS3: %s %v: %v\n--- tail of %s ---\n%s", name, args, err, s.Log, tail)
 	}
 }
 
-// start runs versitygw with args and waits until it answers; on success the
-// cleanup stopping it is registered, on failure it is already stopped.
-func (s *S3Server) start(t testing.TB, bin string, args []string) error {
+// versitygwArgs are versitygw's arguments and environment (posix backend,
+// the sidecar dir meta) for port.
+func (s *S3Server) versitygwArgs(port int, certs *testCerts, useTLS bool, meta string) (args, env []string) {
+	args = []string{
+		"--port", fmt.Sprintf("127.0.0.1:%d", port),
+		"--region", s.Region,
+		// Without it versitygw closes the connection after every response.
+		"--keep-alive",
+	}
+	if useTLS {
+		args = append(args, "--cert", certs.Cert, "--key", certs.Key)
+	}
+	args = append(args, "posix", "--sidecar", meta, s.Dir)
+	return args, []string{"ROOT_ACCESS_KEY=" + s.AccessKey, "ROOT_SECRET_KEY=" + s.SecretKey}
+}
+
+// minioArgs are MinIO's arguments and environment (one drive in s.Dir,
+// the console off) for port. MinIO reads its certificate from a folder.
+func (s *S3Server) minioArgs(t testing.TB, port int, certs *testCerts, useTLS bool, base string) (args, env []string) {
+	args = []string{"server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", port)}
+	if useTLS {
+		dir := filepath.Join(base, "minio-certs")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatalf("testenv: StartS3: %v", err)
+		}
+		for src, dst := range map[string]string{certs.Cert: "public.crt", certs.Key: "private.key"} {
+			data, err := os.ReadFile(src)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, dst), data, 0o600)
+			}
+			if err != nil {
+				t.Fatalf("testenv: StartS3: MinIO's certificate folder: %v", err)
+			}
+		}
+		args = append(args, "--certs-dir", dir)
+	}
+	args = append(args, s.Dir)
+	return args, []string{
+		"MINIO_ROOT_USER=" + s.AccessKey,
+		"MINIO_ROOT_PASSWORD=" + s.SecretKey,
+		"MINIO_SITE_REGION=" + s.Region,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	}
+}
+
+// start runs the server with args and env and waits until it answers; on
+// success the cleanup stopping it is registered, on failure it is already
+// stopped.
+func (s *S3Server) start(t testing.TB, bin string, args, env []string) error {
 	logf, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -130,14 +196,13 @@ func (s *S3Server) start(t testing.TB, bin string, args []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = filepath.Dir(s.Dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// A minimal environment: versitygw reads many settings from variables
-	// (VGW_*, LOGFILE, WEBHOOK, ...) that must not leak in from the caller.
-	cmd.Env = []string{
+	// A minimal environment: both servers read many settings from
+	// variables (VGW_*, MINIO_*, LOGFILE, ...) that must not leak in from
+	// the caller.
+	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + filepath.Dir(s.Dir),
-		"ROOT_ACCESS_KEY=" + s.AccessKey,
-		"ROOT_SECRET_KEY=" + s.SecretKey,
-	}
+	}, env...)
 	setProcessGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -169,7 +234,7 @@ func (s *S3Server) waitReady() error {
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("versitygw exited during startup (last S3 error: %v)", lastErr)
+			return fmt.Errorf("%s exited during startup (last S3 error: %v)", s.Name, lastErr)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -180,7 +245,7 @@ func (s *S3Server) waitReady() error {
 		}
 		lastErr = err
 		if time.Now().After(deadline) {
-			return fmt.Errorf("versitygw did not answer ListBuckets within %v: %v", startTimeout, lastErr)
+			return fmt.Errorf("%s did not answer ListBuckets within %v: %v", s.Name, startTimeout, lastErr)
 		}
 		select {
 		case <-s.exited:

@@ -163,7 +163,7 @@ func TestStartS3Failure(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TUSGATE_TEST_VERSITYGW", fake)
-	msg := expectFatal(t, func(tb testing.TB) { testenv.StartS3(tb, testenv.S3Options{}) })
+	msg := expectFatal(t, func(tb testing.TB) { testenv.StartS3(tb, testenv.S3Options{Server: "versitygw"}) })
 	for _, want := range []string{"exited during startup", "exit status 3", "cannot start: disk on fire", "posix --sidecar"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("StartS3 with a failing server: Fatalf %q lacks %q", msg, want)
@@ -173,7 +173,7 @@ func TestStartS3Failure(t *testing.T) {
 
 func TestS3Plain(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	if !strings.HasPrefix(s.Endpoint, "http://127.0.0.1:") || s.CABundle != "" {
 		t.Errorf("Endpoint %q CABundle %q", s.Endpoint, s.CABundle)
 	}
@@ -235,7 +235,7 @@ func TestS3Plain(t *testing.T) {
 // TestS3TLS is not parallel: it sets process environment variables to check
 // that Env() is enough for the SDK's default configuration.
 func TestS3TLS(t *testing.T) {
-	s := testenv.StartS3(t, testenv.S3Options{TLS: true})
+	s := testenv.StartS3(t, testenv.S3Options{TLS: true, Server: "versitygw"})
 	if !strings.HasPrefix(s.Endpoint, "https://127.0.0.1:") {
 		t.Errorf("Endpoint %q", s.Endpoint)
 	}
@@ -315,7 +315,7 @@ func TestS3TLS(t *testing.T) {
 
 func TestMultipartUploads(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	const bucket = "mpu"
 	s.CreateBucket(t, bucket)
 	ctx := t.Context()
@@ -379,7 +379,7 @@ func TestMultipartUploads(t *testing.T) {
 
 func TestFaultProxyFailEvery(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	const bucket = "flaky"
 	s.CreateBucket(t, bucket)
 	p := testenv.NewFaultProxy(t, s.Endpoint)
@@ -483,7 +483,7 @@ func TestFaultProxyFailEvery(t *testing.T) {
 
 func TestFaultProxyDown(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	const bucket = "outage"
 	s.CreateBucket(t, bucket)
 	p := testenv.NewFaultProxy(t, s.Endpoint)
@@ -538,7 +538,7 @@ func TestFaultProxyDown(t *testing.T) {
 // which the SDK parses like the real one.
 func TestFaultProxyRefuse(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	const bucket = "refuse"
 	s.CreateBucket(t, bucket)
 	p := testenv.NewFaultProxy(t, s.Endpoint)
@@ -567,7 +567,7 @@ func TestFaultProxyRefuse(t *testing.T) {
 // including under injected failures, with a key that needs URL escaping.
 func TestFaultProxyLargeObject(t *testing.T) {
 	t.Parallel()
-	s := testenv.StartS3(t, testenv.S3Options{})
+	s := testenv.StartS3(t, testenv.S3Options{Server: "versitygw"})
 	const bucket = "large"
 	s.CreateBucket(t, bucket)
 	p := testenv.NewFaultProxy(t, s.Endpoint)

@@ -4,6 +4,7 @@
 #
 #   <repo>/.cache/bin/versitygw    S3 server for integration tests
 #   <repo>/.cache/bin/staticcheck  linter
+#   <repo>/.cache/bin/minio        second S3 server, only with TUSGATE_TEST_S3=minio
 #   redis-server, /usr/bin/chromium  Debian packages (apt), only when missing
 #
 # Go tools are built once per machine and kept in
@@ -13,6 +14,7 @@ set -euo pipefail
 
 VERSITYGW_VERSION=v1.8.0
 STATICCHECK_VERSION=v0.8.2 # newest release; builds and runs with Go 1.26
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c # the module proxy's latest (MinIO tags no semver)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN="$ROOT/.cache/bin"
@@ -77,6 +79,11 @@ go_tool() {
 
 go_tool versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw --version
 go_tool staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck -version
+# MinIO, the second S3 target (TUSGATE_TEST_S3=minio, scripts/test-minio.sh):
+# built only when asked for, a cold build takes over 8 minutes.
+if [[ ${TUSGATE_TEST_S3:-} == minio ]]; then
+	go_tool minio "$MINIO_VERSION" github.com/minio/minio --version
+fi
 
 # Debian packages, installed only when their command is missing.
 find_redis() { command -v redis-server 2>/dev/null || { [[ -x /usr/bin/redis-server ]] && echo /usr/bin/redis-server; } || true; }
