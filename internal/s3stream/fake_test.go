@@ -50,6 +50,9 @@ type fakeS3 struct {
 	// afterUploadPart, if set, is called with each UploadPart call once
 	// it is recorded (and its part stored if it succeeded).
 	afterUploadPart func(partCall)
+	// maxCopy is the most bytes one UploadPartCopy copies (S3: 5 GiB);
+	// 0: no limit.
+	maxCopy int64
 	// refuseEmptyCRC32 answers a completion that gives an empty object a
 	// full-object CRC32 with XAmzContentChecksumMismatch, as MinIO does
 	// (it keeps no checksum for an empty object).
@@ -492,6 +495,16 @@ func (f *fakeS3) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput,
 	data, ok := f.objects[src]
 	if !ok {
 		return nil, &types.NoSuchKey{Message: aws.String(src)}
+	}
+	if r := aws.ToString(in.CopySourceRange); r != "" {
+		var first, last int
+		if _, err := fmt.Sscanf(r, "bytes=%d-%d", &first, &last); err != nil || first > last || last >= len(data) {
+			return nil, apiError("InvalidArgument", "CopySourceRange %q of %d bytes", r, len(data))
+		}
+		data = data[first : last+1]
+	}
+	if f.maxCopy > 0 && int64(len(data)) > f.maxCopy {
+		return nil, apiError("InvalidRequest", "The specified copy source is larger than the maximum allowable size for a copy source: %d", f.maxCopy)
 	}
 	mp.parts[aws.ToInt32(in.PartNumber)] = bytes.Clone(data)
 	return &s3.UploadPartCopyOutput{CopyPartResult: &types.CopyPartResult{ETag: aws.String(etagOf(data))}}, nil

@@ -1124,6 +1124,44 @@ func TestConcatUploads(t *testing.T) {
 	})
 }
 
+// A partial larger than one copy may be (UploadPartCopy: 5 GiB on S3, the
+// store's MaxPartSize) is copied in ranges, a part each.
+func TestConcatLargePartialsInRanges(t *testing.T) {
+	e := newEnv(t, true, func(s *s3store.S3Store) { s.MaxPartSize = 3 * testMinPart })
+	e.s3.configure(func(f *fakeS3) { f.maxCopy = 3 * testMinPart })
+	ctx := context.Background()
+	a, b := testData(int(7*testMinPart+3), 11), testData(int(2*testMinPart), 12)
+	var partials []handler.Upload
+	var ids []string
+	for _, data := range [][]byte{a, b} {
+		up, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(data)), IsPartial: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := up.GetInfo(ctx)
+		if n, err := up.WriteChunk(ctx, 0, reqBody(data)); err != nil || n != int64(len(data)) {
+			t.Fatalf("WriteChunk = %d, %v", n, err)
+		}
+		if err := up.FinishUpload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		partials = append(partials, up)
+		ids = append(ids, info.ID)
+	}
+	final, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(a) + len(b)), IsFinal: true, PartialUploads: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.AsConcatableUpload(final).ConcatUploads(ctx, partials); err != nil {
+		t.Fatalf("ConcatUploads: %v", err)
+	}
+	info, _ := final.GetInfo(ctx)
+	e.checkObject(info.ID, append(bytes.Clone(a), b...))
+	if n := e.s3.count("UploadPartCopy"); n != 3+1 {
+		t.Errorf("%d UploadPartCopy calls; want 3 ranges of the first partial and 1 copy of the second", n)
+	}
+}
+
 // TestReadAndTerminate reads a finished upload and terminates uploads.
 func TestReadAndTerminate(t *testing.T) {
 	forModes(t, func(t *testing.T, stream bool) {
