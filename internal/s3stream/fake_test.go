@@ -50,6 +50,9 @@ type fakeS3 struct {
 	// afterUploadPart, if set, is called with each UploadPart call once
 	// it is recorded (and its part stored if it succeeded).
 	afterUploadPart func(partCall)
+	// refuseCopies refuses every UploadPartCopy as MinIO does into a
+	// multipart upload with a checksum algorithm.
+	refuseCopies bool
 	// maxCopy is the most bytes one UploadPartCopy copies (S3: 5 GiB);
 	// 0: no limit.
 	maxCopy int64
@@ -495,6 +498,9 @@ func (f *fakeS3) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput,
 	data, ok := f.objects[src]
 	if !ok {
 		return nil, &types.NoSuchKey{Message: aws.String(src)}
+	}
+	if f.refuseCopies {
+		return nil, apiError("InvalidArgument", "Invalid arguments provided for %s: (checksum missing, want \"CRC32\", got \"\")", key)
 	}
 	if r := aws.ToString(in.CopySourceRange); r != "" {
 		var first, last int

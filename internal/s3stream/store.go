@@ -57,7 +57,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +86,7 @@ type API interface {
 	ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 }
 
 // PartUploader sends parts.
@@ -276,130 +276,6 @@ func (s *Store) writeInfo(ctx context.Context, info handler.FileInfo) error {
 		return fmt.Errorf("storing the info of %s: %w", objectID, err)
 	}
 	return nil
-}
-
-// ConcatUploads assembles the final upload from finished partials. When
-// every partial is at least a part's minimum size, each becomes one part,
-// copied by S3 (UploadPartCopy), and the upload is completed like any other
-// (see complete), with its full-object checksum: s3store would complete it
-// without the parts' checksums, which S3 refuses for an upload created with
-// a checksum algorithm. Smaller partials are joined by s3store in its temp
-// dir and stored with one PutObject.
-func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
-	inner := make([]handler.Upload, len(partials))
-	keys := make([]string, len(partials))
-	sizes := make([]int64, len(partials))
-	small := false
-	for i, p := range partials {
-		w, ok := p.(*upload)
-		if !ok {
-			return fmt.Errorf("s3stream: concatenating an upload of another store (%T)", p)
-		}
-		info, err := w.GetInfo(ctx)
-		if err != nil {
-			return err
-		}
-		small = small || info.Size < u.s.Inner.MinPartSize
-		sizes[i] = info.Size
-		objectID, _ := layout.SplitID(w.id)
-		keys[i] = u.s.key(objectID)
-		if inner[i], err = w.inner(ctx); err != nil {
-			return err
-		}
-	}
-	shaInfo, err := u.beforeConcat(ctx)
-	if err != nil {
-		return err
-	}
-	u.st = nil
-	if small || len(partials) == 0 {
-		final, err := u.inner(ctx)
-		if err != nil {
-			return err
-		}
-		if err := u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, inner); err != nil {
-			return err
-		}
-		u.afterConcat(ctx, shaInfo)
-		return nil
-	}
-	objectID, multipartID := layout.SplitID(u.id)
-	key := u.s.key(objectID)
-	copies := copyPlan(keys, sizes, u.s.Inner.MaxPartSize)
-	if len(copies) > int(u.s.Inner.MaxMultipartParts) {
-		return storeerr.Permanent(fmt.Errorf("s3stream: concatenating %s would take %d parts, more than %d", objectID, len(copies), u.s.Inner.MaxMultipartParts))
-	}
-	parts := make([]types.CompletedPart, len(copies))
-	errs := make([]error, len(copies))
-	sem := make(chan struct{}, concatCopies)
-	var wg sync.WaitGroup
-	for i, c := range copies {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			n := int32(i + 1)
-			in := &s3.UploadPartCopyInput{
-				Bucket: aws.String(u.s.Inner.Bucket), Key: aws.String(key), UploadId: aws.String(multipartID),
-				PartNumber: aws.Int32(n), CopySource: aws.String(u.s.Inner.Bucket + "/" + c.src),
-			}
-			if c.rng != "" {
-				in.CopySourceRange = aws.String(c.rng)
-			}
-			out, err := u.s.Objects.UploadPartCopy(ctx, in)
-			if err == nil && (out.CopyPartResult == nil || out.CopyPartResult.ETag == nil) {
-				err = errors.New("S3 answered without an ETag")
-			}
-			if err != nil {
-				what := c.src
-				if c.rng != "" {
-					what += " (" + c.rng + ")"
-				}
-				errs[i] = fmt.Errorf("s3stream: copying %s into part %d of %s: %w", what, n, key, err)
-				return
-			}
-			parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(n)}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	if err := u.s.complete(ctx, key, multipartID, parts); err != nil {
-		return err
-	}
-	u.afterConcat(ctx, shaInfo)
-	return nil
-}
-
-// concatCopies is the most UploadPartCopy requests of one concatenation
-// at once.
-const concatCopies = 8
-
-// partCopy is one UploadPartCopy of a concatenation: the object src, or the
-// byte range rng of it ("bytes=first-last"; "" for all of it).
-type partCopy struct{ src, rng string }
-
-// copyPlan lists the copies that make the parts of a concatenation of the
-// objects keys, of sizes bytes, in order. S3 copies at most maxCopy bytes
-// (5 GiB, its largest part) with one UploadPartCopy: a larger partial is
-// copied in ranges of equal size (the last smaller), each at least half
-// of maxCopy, so above S3's minimum part size.
-func copyPlan(keys []string, sizes []int64, maxCopy int64) []partCopy {
-	var plan []partCopy
-	for i, src := range keys {
-		size := sizes[i]
-		if size <= maxCopy {
-			plan = append(plan, partCopy{src: src})
-			continue
-		}
-		n := (size + maxCopy - 1) / maxCopy
-		step := (size + n - 1) / n
-		for first := int64(0); first < size; first += step {
-			last := min(first+step, size) - 1
-			plan = append(plan, partCopy{src: src, rng: fmt.Sprintf("bytes=%d-%d", first, last)})
-		}
-	}
-	return plan
 }
 
 // FinishUpload completes the multipart upload, with the checksums its

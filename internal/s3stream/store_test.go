@@ -1129,6 +1129,24 @@ func TestConcatUploads(t *testing.T) {
 func TestConcatLargePartialsInRanges(t *testing.T) {
 	e := newEnv(t, true, func(s *s3store.S3Store) { s.MaxPartSize = 3 * testMinPart })
 	e.s3.configure(func(f *fakeS3) { f.maxCopy = 3 * testMinPart })
+	concatTwo(t, e)
+	if n := e.s3.count("UploadPartCopy"); n != 3+1 {
+		t.Errorf("%d UploadPartCopy calls; want 3 ranges of the first partial and 1 copy of the second", n)
+	}
+}
+
+// MinIO copies no part into a multipart upload created with a checksum
+// algorithm: the partials are joined in the temp dir instead.
+func TestConcatWhenCopiesRefused(t *testing.T) {
+	e := newEnv(t, true)
+	e.s3.configure(func(f *fakeS3) { f.refuseCopies = true })
+	concatTwo(t, e)
+}
+
+// concatTwo concatenates two partial uploads of over 5 parts' minimum
+// size and checks the final object; it returns the final upload's ID.
+func concatTwo(t *testing.T, e *env) string {
+	t.Helper()
 	ctx := context.Background()
 	a, b := testData(int(7*testMinPart+3), 11), testData(int(2*testMinPart), 12)
 	var partials []handler.Upload
@@ -1157,9 +1175,7 @@ func TestConcatLargePartialsInRanges(t *testing.T) {
 	}
 	info, _ := final.GetInfo(ctx)
 	e.checkObject(info.ID, append(bytes.Clone(a), b...))
-	if n := e.s3.count("UploadPartCopy"); n != 3+1 {
-		t.Errorf("%d UploadPartCopy calls; want 3 ranges of the first partial and 1 copy of the second", n)
-	}
+	return info.ID
 }
 
 // TestReadAndTerminate reads a finished upload and terminates uploads.
