@@ -392,20 +392,20 @@ func (s *Service) terminate(ctx context.Context, u *upload) error {
 	if err != nil && storeerr.HTTPStatus(err) != http.StatusNotFound {
 		return err
 	}
-	if err != nil {
-		// Gone: aborted, or completed (on another instance, whose record
-		// this one had cached). A completed upload's object stays, and
-		// the caller must not be told it was cancelled.
-		_, herr := s.o.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key)})
-		if herr == nil {
-			if derr := s.deleteRecord(ctx, u.rel); derr != nil {
-				s.log.WarnContext(ctx, "direct upload: record not deleted", "key", u.key, "error", derr.Error())
-			}
-			return errorf(http.StatusConflict, "ERR_UPLOAD_FINISHED", "the upload was completed; it can no longer be cancelled")
+	// Gone (S3: 404) or aborted, the upload may have been completed (on
+	// another instance, whose record this one had cached; MinIO answers
+	// the abort of a completed upload with success). A completed upload's
+	// object stays (the key is this upload's alone), and the caller must
+	// not be told it was cancelled.
+	_, herr := s.o.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key)})
+	if herr == nil {
+		if derr := s.deleteRecord(ctx, u.rel); derr != nil {
+			s.log.WarnContext(ctx, "direct upload: record not deleted", "key", u.key, "error", derr.Error())
 		}
-		if storeerr.HTTPStatus(herr) != http.StatusNotFound {
-			return herr
-		}
+		return errorf(http.StatusConflict, "ERR_UPLOAD_FINISHED", "the upload was completed; it can no longer be cancelled")
+	}
+	if storeerr.HTTPStatus(herr) != http.StatusNotFound {
+		return herr
 	}
 	s.m.uploads.WithLabelValues("aborted").Inc()
 	return s.deleteRecord(ctx, u.rel)

@@ -139,7 +139,8 @@ func TestDirectSinglePut(t *testing.T) {
 			noType.Headers[k] = v
 		}
 	}
-	if status, _ := d.put(t, noType, data); status != http.StatusForbidden {
+	// Refused: 403 on AWS and versitygw (signature), 400 on MinIO.
+	if status, _ := d.put(t, noType, data); status != http.StatusForbidden && status != http.StatusBadRequest {
 		t.Errorf("PUT without the signed Content-Type: %d", status)
 	}
 	if status, etag := d.put(t, s, data); status != http.StatusOK || etag == "" {
