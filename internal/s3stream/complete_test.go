@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/tus/tusd/v2/pkg/handler"
 
 	"github.com/tusgate/tusgate/internal/bodylen"
 )
@@ -191,27 +190,7 @@ func TestFullObjectSmallConcat(t *testing.T) {
 	e := newEnv(t, true)
 	ctx := context.Background()
 	a, b := testData(10, 13), testData(5, 14)
-	var partials []handler.Upload
-	var ids []string
-	for _, data := range [][]byte{a, b} {
-		up, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(data)), IsPartial: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := up.GetInfo(ctx)
-		if n, err := up.WriteChunk(ctx, 0, reqBody(data)); err != nil || n != int64(len(data)) {
-			t.Fatalf("WriteChunk = %d, %v", n, err)
-		}
-		if err := up.FinishUpload(ctx); err != nil {
-			t.Fatal(err)
-		}
-		partials = append(partials, up)
-		ids = append(ids, info.ID)
-	}
-	final, err := e.store.NewUpload(ctx, handler.FileInfo{Size: 15, IsFinal: true, PartialUploads: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
+	final, partials := finishedPartials(t, e, a, b)
 	copies := e.s3.count("UploadPartCopy")
 	if err := e.store.AsConcatableUpload(final).ConcatUploads(ctx, partials); err != nil {
 		t.Fatalf("ConcatUploads: %v", err)

@@ -1087,34 +1087,15 @@ func TestConcatUploads(t *testing.T) {
 		e := newEnv(t, stream)
 		ctx := context.Background()
 		a, b := testData(100, 1), testData(40, 2)
-		var partials []handler.Upload
-		var ids []string
-		for _, data := range [][]byte{a, b} {
-			up, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(data)), IsPartial: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, _ := up.GetInfo(ctx)
-			if n, err := up.WriteChunk(ctx, 0, reqBody(data)); err != nil || n != int64(len(data)) {
-				t.Fatalf("WriteChunk = %d, %v", n, err)
-			}
-			if err := up.FinishUpload(ctx); err != nil {
-				t.Fatal(err)
-			}
-			partials = append(partials, up)
-			ids = append(ids, info.ID)
-		}
-		final, err := e.store.NewUpload(ctx, handler.FileInfo{Size: 140, IsFinal: true, PartialUploads: ids})
-		if err != nil {
-			t.Fatal(err)
-		}
+		final, partials := finishedPartials(t, e, a, b)
 		if err := e.store.AsConcatableUpload(final).ConcatUploads(ctx, partials); err != nil {
 			t.Fatalf("ConcatUploads: %v", err)
 		}
 		info, _ := final.GetInfo(ctx)
 		e.checkObject(info.ID, append(bytes.Clone(a), b...))
 
-		other, err := e.store.Inner.GetUpload(ctx, ids[0])
+		first, _ := partials[0].GetInfo(ctx)
+		other, err := e.store.Inner.GetUpload(ctx, first.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1143,15 +1124,27 @@ func TestConcatWhenCopiesRefused(t *testing.T) {
 	concatTwo(t, e)
 }
 
-// concatTwo concatenates two partial uploads of over 5 parts' minimum
-// size and checks the final object; it returns the final upload's ID.
-func concatTwo(t *testing.T, e *env) string {
+// concatTwo concatenates two partial uploads of several parts' minimum
+// size and checks the final object.
+func concatTwo(t *testing.T, e *env) {
+	t.Helper()
+	a, b := testData(int(7*testMinPart+3), 11), testData(int(2*testMinPart), 12)
+	final, partials := finishedPartials(t, e, a, b)
+	if err := e.store.AsConcatableUpload(final).ConcatUploads(context.Background(), partials); err != nil {
+		t.Fatalf("ConcatUploads: %v", err)
+	}
+	info, _ := final.GetInfo(context.Background())
+	e.checkObject(info.ID, append(bytes.Clone(a), b...))
+}
+
+// finishedPartials stores each of datas as a finished partial upload and
+// creates the final upload that names them.
+func finishedPartials(t *testing.T, e *env, datas ...[]byte) (final handler.Upload, partials []handler.Upload) {
 	t.Helper()
 	ctx := context.Background()
-	a, b := testData(int(7*testMinPart+3), 11), testData(int(2*testMinPart), 12)
-	var partials []handler.Upload
 	var ids []string
-	for _, data := range [][]byte{a, b} {
+	var size int64
+	for _, data := range datas {
 		up, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(data)), IsPartial: true})
 		if err != nil {
 			t.Fatal(err)
@@ -1165,17 +1158,13 @@ func concatTwo(t *testing.T, e *env) string {
 		}
 		partials = append(partials, up)
 		ids = append(ids, info.ID)
+		size += int64(len(data))
 	}
-	final, err := e.store.NewUpload(ctx, handler.FileInfo{Size: int64(len(a) + len(b)), IsFinal: true, PartialUploads: ids})
+	final, err := e.store.NewUpload(ctx, handler.FileInfo{Size: size, IsFinal: true, PartialUploads: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.AsConcatableUpload(final).ConcatUploads(ctx, partials); err != nil {
-		t.Fatalf("ConcatUploads: %v", err)
-	}
-	info, _ := final.GetInfo(ctx)
-	e.checkObject(info.ID, append(bytes.Clone(a), b...))
-	return info.ID
+	return final, partials
 }
 
 // TestReadAndTerminate reads a finished upload and terminates uploads.

@@ -122,6 +122,11 @@ func (rec *s3Requests) checkFullObject(t *testing.T, b *backend, loc string, dat
 	if a, ty := create.Get("X-Amz-Checksum-Algorithm"), create.Get("X-Amz-Checksum-Type"); a != "CRC32" || ty != "FULL_OBJECT" {
 		t.Fatalf("%s: CreateMultipartUpload asked for algorithm %q type %q, want CRC32 FULL_OBJECT", key, a, ty)
 	}
+	if len(data) == 0 && b.s3.Name == "minio" {
+		// MinIO refuses the CRC32 of nothing and keeps no checksum for an
+		// empty object: tusgate completes it without the value.
+		want = ""
+	}
 	if multipart {
 		if len(completes) == 0 {
 			t.Fatalf("%s: no CompleteMultipartUpload recorded", key)
@@ -140,6 +145,9 @@ func (rec *s3Requests) checkFullObject(t *testing.T, b *backend, loc string, dat
 		if v, algo := put.Get("X-Amz-Checksum-Crc32"), put.Get("X-Amz-Sdk-Checksum-Algorithm"); v != want && !(v == "" && algo == "CRC32") {
 			t.Fatalf("%s: PutObject with CRC32 %q (algorithm %q), want %s", key, v, algo, want)
 		}
+	}
+	if want == "" {
+		return // nothing to read back (MinIO's empty object)
 	}
 	head, err := b.s3.Client.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
@@ -303,7 +311,9 @@ func TestFullObjectConcatenation(t *testing.T) {
 			if r.Status != http.StatusCreated {
 				t.Fatalf("final: %d %s", r.Status, r.Body)
 			}
-			rec.checkFullObject(t, b, r.Header.Get("Location"), all, tc.multipart)
+			// MinIO copies no part into a multipart upload with a checksum:
+			// tusgate joins the partials and stores them with PutObject.
+			rec.checkFullObject(t, b, r.Header.Get("Location"), all, tc.multipart && b.s3.Name != "minio")
 		})
 	}
 }

@@ -25,7 +25,7 @@ func TestFinishedObjectMetadata(t *testing.T) {
 		}
 		return false
 	})
-	a := startAuth(t, b, "--s3-storage-class", "STANDARD_IA")
+	a := startAuth(t, b, "--s3-storage-class", "REDUCED_REDUNDANCY")
 	owner := "auth0|jürgen"
 	tok := bearer(a.token(t, "rsa1", owner))
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -63,7 +63,7 @@ func TestFinishedObjectMetadata(t *testing.T) {
 	if err != nil || got != owner {
 		t.Errorf("owner metadata %q decodes to %q (%v), want %q", head.Metadata["tusgate-owner"], got, err, owner)
 	}
-	if sc := <-storageClass; sc != "STANDARD_IA" {
+	if sc := <-storageClass; sc != "REDUCED_REDUNDANCY" {
 		t.Errorf("CreateMultipartUpload asked for storage class %q", sc)
 	}
 }
