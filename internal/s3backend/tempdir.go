@@ -19,8 +19,9 @@ type TempDir struct {
 	lock *os.File
 }
 
-// tempPrefixes are the name prefixes of s3store's temporary files.
-var tempPrefixes = []string{"tusd-s3-tmp-", "tusd-s3-concat-tmp-"}
+// tempPrefixes are the name prefixes of s3store's temporary files and
+// s3stream's joined partials (MinIO concatenation, see s3stream.joinInTempDir).
+var tempPrefixes = []string{"tusd-s3-tmp-", "tusd-s3-concat-tmp-", "tusgate-concat-"}
 
 // OpenTempDir creates dir if needed, takes its lock and removes leftovers.
 func OpenTempDir(dir string, log *slog.Logger) (*TempDir, error) {
