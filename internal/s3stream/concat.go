@@ -25,10 +25,9 @@ import (
 // copied by S3 (UploadPartCopy), and the upload is completed like any other
 // (see complete), with its full-object checksum: s3store would complete it
 // without the parts' checksums, which S3 refuses for an upload created with
-// a checksum algorithm. Smaller partials are joined by s3store in its temp
-// dir and stored with one PutObject.
+// a checksum algorithm. Smaller partials are joined in the temp dir and
+// stored with one PutObject (joinInTempDir).
 func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
-	inner := make([]handler.Upload, len(partials))
 	keys := make([]string, len(partials))
 	sizes := make([]int64, len(partials))
 	small := false
@@ -45,9 +44,6 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 		sizes[i] = info.Size
 		objectID, _ := layout.SplitID(w.id)
 		keys[i] = u.s.key(objectID)
-		if inner[i], err = w.inner(ctx); err != nil {
-			return err
-		}
 	}
 	shaInfo, err := u.beforeConcat(ctx)
 	if err != nil {
@@ -55,7 +51,7 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	}
 	u.st = nil
 	if small || len(partials) == 0 {
-		return u.concatByDownload(ctx, inner, shaInfo)
+		return u.joinInTempDir(ctx, keys, shaInfo)
 	}
 	objectID, multipartID := layout.SplitID(u.id)
 	key := u.s.key(objectID)
@@ -112,21 +108,6 @@ func (u *upload) ConcatUploads(ctx context.Context, partials []handler.Upload) e
 	return nil
 }
 
-// concatByDownload has s3store join the partials in its temp dir and
-// store the result with one PutObject (s3store copies partials of at least
-// MinPartSize with UploadPartCopy instead).
-func (u *upload) concatByDownload(ctx context.Context, partials []handler.Upload, shaInfo *handler.FileInfo) error {
-	final, err := u.inner(ctx)
-	if err != nil {
-		return err
-	}
-	if err := u.s.Inner.AsConcatableUpload(final).ConcatUploads(ctx, partials); err != nil {
-		return err
-	}
-	u.afterConcat(ctx, shaInfo)
-	return nil
-}
-
 // copiesRefused tells whether S3 refused every copy because the multipart
 // upload has a checksum algorithm and copies carry no checksum, as MinIO
 // does (InvalidArgument "checksum missing"). Then no part was copied.
@@ -143,9 +124,10 @@ func copiesRefused(errs []error) bool {
 // joinInTempDir joins the objects keys in a temp file (in s3store's
 // TemporaryDirectory), stores it as the final upload's object with one
 // PutObject and aborts the final upload's multipart upload, as s3store
-// does for small partials (its own join copies large ones with
-// UploadPartCopy, which is what failed). Written here because s3store's
-// is not exported.
+// does for small partials. Written here because s3store's join is not
+// exported, copies partials of MinPartSize and more with UploadPartCopy
+// (what MinIO refuses), and lets the SDK send the file as one aws-chunked
+// chunk with a CRC32 trailer (MinIO refuses chunks over 16 MiB).
 func (u *upload) joinInTempDir(ctx context.Context, keys []string, shaInfo *handler.FileInfo) error {
 	objectID, multipartID := layout.SplitID(u.id)
 	key := u.s.key(objectID)

@@ -7,12 +7,12 @@ import (
 	"testing"
 )
 
-// Concatenating a partial of at least 5 MiB with one below it (s3store's
-// join in the temp dir, one PutObject) over HTTPS: the SDK sends the
-// joined file as a single aws-chunked chunk with a CRC32 trailer, which
-// MinIO refuses above 16 MiB ("chunk too big"). joinInTempDir sets the
-// CRC32 header to avoid this; the small-partials path does not.
-func TestConcatSmallPartialOver16MiBRev13(t *testing.T) {
+// Concatenating a partial of at least 5 MiB with one below it: the
+// partials are joined in the temp dir and stored with one PutObject. Over
+// HTTPS the SDK would send the joined file as one aws-chunked chunk with a
+// CRC32 trailer, which MinIO refuses above 16 MiB ("chunk too big"): the
+// CRC32 must go as a header.
+func TestConcatJoinedOver16MiB(t *testing.T) {
 	b := s3Backend(t)
 	g := b.start(t)
 	sizes := []int{20 << 20, 1 << 20}
