@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,22 @@ type S3Server struct {
 	pool   *x509.CertPool // CA of the server certificate when TLS
 	pid    int
 	exited chan struct{} // closed when the process has been reaped
+
+	bin        string // how it was started, for Restart
+	args, env  []string
+	restarting sync.Mutex
+}
+
+// Restart stops the server and starts it again on the
+// same port with the same data (an upgrade, a crash).
+func (s *S3Server) Restart(t testing.TB) {
+	t.Helper()
+	s.restarting.Lock()
+	defer s.restarting.Unlock()
+	stopProcess(s.pid, s.exited, 5*time.Second)
+	if err := s.start(t, s.bin, s.args, s.env); err != nil {
+		t.Fatalf("testenv: restarting %s: %v\n--- tail of %s ---\n%s", s.Name, err, s.Log, logTail(s.Log, 4096))
+	}
 }
 
 // S3Options configures StartS3.
@@ -126,6 +143,7 @@ func StartS3(t testing.TB, opts S3Options) *S3Server {
 		}
 		err := s.start(t, bin, args, env)
 		if err == nil {
+			s.bin, s.args, s.env = bin, args, env
 			return s
 		}
 		tail := logTail(s.Log, 4096)
