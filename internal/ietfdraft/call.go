@@ -94,6 +94,22 @@ func (c *call) lock(id string) (unlock func(), err error) {
 	return func() { _ = lock.Unlock() }, nil
 }
 
+// open locks the upload id and reads it and its info. On success the
+// caller defers unlock; on error the lock is already released.
+func (c *call) open(id string) (up handler.Upload, info handler.FileInfo, unlock func(), err error) {
+	if unlock, err = c.lock(id); err != nil {
+		return nil, info, nil, err
+	}
+	if up, err = c.h.cfg.Composer.Core.GetUpload(c.ctx, id); err == nil {
+		info, err = up.GetInfo(c.ctx)
+	}
+	if err != nil {
+		unlock()
+		return nil, info, nil, err
+	}
+	return up, info, unlock, nil
+}
+
 // lockTimeout is how long a request waits for an upload's lock (tusd's
 // default AcquireLockTimeout).
 const lockTimeout = 20 * time.Second

@@ -127,21 +127,12 @@ func (h *Handler) offset(w http.ResponseWriter, r *http.Request, id string) {
 	// Taking the lock ends a transfer still in progress (the draft's
 	// recommended handling of concurrent requests): what it stored is
 	// saved, and the offset read after is one an append may start from.
-	unlock, err := c.lock(id)
+	_, info, unlock, err := c.open(id)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	defer unlock()
-	up, err := h.cfg.Composer.Core.GetUpload(c.ctx, id)
-	var info handler.FileInfo
-	if err == nil {
-		info, err = up.GetInfo(c.ctx)
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
@@ -187,21 +178,13 @@ func (h *Handler) append(w http.ResponseWriter, r *http.Request, id string) {
 	c, end := h.newCall(w, r)
 	defer end()
 	c.digest = digest
-	unlock, err := c.lock(id)
+	up, info, unlock, err := c.open(id)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	defer unlock()
-	up, err := h.cfg.Composer.Core.GetUpload(c.ctx, id)
-	var info handler.FileInfo
-	if err == nil {
-		info, err = up.GetInfo(c.ctx)
-	}
 	switch {
-	case err != nil:
-		h.fail(w, r, err)
-		return
 	case info.IsFinal:
 		h.fail(w, r, handler.ErrModifyFinal) // a tus final upload
 		return
