@@ -168,6 +168,17 @@ type minted struct {
 	scope    string // normalized
 }
 
+// sign signs claims (with scope, when not empty) with the issuer's key,
+// naming it in the header.
+func (i *Issuer) sign(claims jwt.MapClaims, scope string) (string, error) {
+	if scope != "" {
+		claims["scope"] = scope
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tok.Header["kid"] = i.kid
+	return tok.SignedString(i.key)
+}
+
 func (i *Issuer) mint(user, scope string, ttl time.Duration) (minted, error) {
 	if err := validateUser(user); err != nil {
 		return minted{}, err
@@ -193,12 +204,7 @@ func (i *Issuer) mint(user, scope string, ttl time.Duration) (minted, error) {
 		"exp": exp.Unix(),
 		"jti": jti,
 	}
-	if scope != "" {
-		claims["scope"] = scope
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
-	tok.Header["kid"] = i.kid
-	signed, err := tok.SignedString(i.key)
+	signed, err := i.sign(claims, scope)
 	if err != nil {
 		return minted{}, fmt.Errorf("devissuer: sign token: %w", err)
 	}

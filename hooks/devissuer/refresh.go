@@ -38,12 +38,7 @@ func (i *Issuer) mintRefresh(user, scope string) (string, error) {
 		"jti":       rand.Text(),
 		"token_use": refreshTokenUse,
 	}
-	if scope != "" {
-		claims["scope"] = scope
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
-	tok.Header["kid"] = i.kid
-	signed, err := tok.SignedString(i.key)
+	signed, err := i.sign(claims, scope)
 	if err != nil {
 		return "", fmt.Errorf("devissuer: sign refresh token: %w", err)
 	}

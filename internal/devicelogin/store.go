@@ -14,7 +14,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/google/renameio/v2"
+	"github.com/tusgate/tusgate/internal/privatefile"
 )
 
 // Tokens is what a login keeps: where the tokens come from and the tokens.
@@ -85,17 +85,7 @@ func Save(path string, t *Tokens) error {
 	if err != nil {
 		return err
 	}
-	// A temp file in the same folder, written, fsynced and renamed over
-	// the old one: 0600 whatever the old one's mode was.
-	f, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
-	if err != nil {
-		return fmt.Errorf("saving tokens: %w", err)
-	}
-	defer f.Cleanup()
-	if _, err = f.Write(append(data, '\n')); err == nil {
-		err = f.CloseAtomicallyReplace()
-	}
-	if err != nil {
+	if err := privatefile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("saving tokens: %w", err)
 	}
 	return nil

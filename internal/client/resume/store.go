@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/renameio/v2"
+	"github.com/tusgate/tusgate/internal/privatefile"
 )
 
 // Kind tells what an upload of a file is.
@@ -154,17 +154,7 @@ func (s *Store) Save(r Record) error {
 	if err != nil {
 		return err
 	}
-	// A temp file in the same folder, written, fsynced and renamed over
-	// the old one: 0600 whatever the old one's mode was.
-	f, err := renameio.NewPendingFile(filepath.Join(dir, r.fileName()), renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o600))
-	if err != nil {
-		return fmt.Errorf("saving resume record: %w", err)
-	}
-	defer f.Cleanup()
-	if _, err = f.Write(append(data, '\n')); err == nil {
-		err = f.CloseAtomicallyReplace()
-	}
-	if err != nil {
+	if err := privatefile.Write(filepath.Join(dir, r.fileName()), append(data, '\n')); err != nil {
 		return fmt.Errorf("saving resume record: %w", err)
 	}
 	return nil
