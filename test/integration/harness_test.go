@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,11 +190,14 @@ func uploadID(url string) string {
 }
 
 // countingReader signals once n bytes were read through it, then blocks
-// further reads until release is closed (if block is set).
+// further reads until release is closed (if block is set). Sent reports,
+// from any goroutine, how many bytes it has handed out so far: an upper
+// bound on what the server can have received.
 type countingReader struct {
 	r       io.Reader
 	n       int64
 	read    int64
+	sent    atomic.Int64
 	reached chan struct{}
 	once    sync.Once
 	block   bool
@@ -217,5 +221,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	k, err := c.r.Read(p)
 	c.read += int64(k)
+	c.sent.Add(int64(k))
 	return k, err
 }
+
+// Sent is the number of bytes read through c so far.
+func (c *countingReader) Sent() int64 { return c.sent.Load() }
