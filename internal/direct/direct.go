@@ -98,6 +98,10 @@ type Options struct {
 	// uploads (direct uploads are counted here and added).
 	Limits   quota.Limits
 	TusUsage quota.Counter
+	// Quota admits new uploads under Limits (nil: no quota check). Its
+	// Counter is Service.Usage, and it is shared with the tus uploads'
+	// creations, so that the two take turns per owner.
+	Quota *quota.Gate
 	// Object settings for single PUTs, whose headers the browser sends:
 	// storage class and server-side encryption (as --s3-*).
 	StorageClass, SSE, SSEKMSKeyID string

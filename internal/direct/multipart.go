@@ -20,7 +20,6 @@ import (
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/hooks/oidc"
 	"github.com/tusgate/tusgate/internal/metadata"
-	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 	"github.com/tusgate/tusgate/internal/storeerr"
 )
@@ -66,54 +65,64 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := hooks.OwnerFolder(p)
-	if err := s.checkNew(r.Context(), owner, size); err != nil {
+	if err := s.checkNew(size); err != nil {
 		s.fail(w, r, "create", err)
 		return
 	}
+	var rec *record
+	err = s.o.Quota.Admit(r.Context(), owner, max(size, 0), func() (err error) {
+		rec, err = s.startMultipart(context.WithoutCancel(r.Context()), owner, size, meta)
+		return err
+	})
+	if err != nil {
+		s.fail(w, r, "create", err)
+		return
+	}
+	s.m.uploads.WithLabelValues("created").Inc()
+	writeJSON(w, http.StatusOK, map[string]string{"key": rec.Key, "uploadId": rec.UploadID, "bucket": s.o.Bucket})
+}
 
-	name := newName()
-	rel := owner + "/" + name
+// startMultipart creates the multipart upload of a new direct upload, its
+// record and its creation event; if a step fails, the upload is aborted.
+func (s *Service) startMultipart(ctx context.Context, owner string, size int64, meta map[string]string) (*record, error) {
+	rel := owner + "/" + newName()
 	key := s.o.Prefix + rel
 	contentType := meta["filetype"]
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	ctx := context.WithoutCancel(r.Context())
 	out, err := s.o.Writer.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: aws.String(s.o.Bucket), Key: aws.String(key), ContentType: aws.String(contentType), Metadata: meta,
 	})
 	if err != nil {
-		s.fail(w, r, "CreateMultipartUpload", err)
-		return
+		return nil, fmt.Errorf("CreateMultipartUpload: %w", err)
 	}
 	rec := &record{Version: 1, Kind: kindMultipart, Key: key, UploadID: aws.ToString(out.UploadId), Size: size, Meta: meta, Created: s.clock.Now().UTC()}
 	u := &upload{owner: owner, rel: rel, key: key, rec: rec}
 	if err := s.writeRecord(ctx, rel, rec); err != nil {
 		s.abortQuietly(ctx, u)
-		s.fail(w, r, "create", err)
-		return
+		return nil, err
 	}
 	if s.o.Lifecycle != nil {
 		if err := s.o.Lifecycle.Created(ctx, s.info(rel, rec, size)); err != nil {
 			s.abortQuietly(ctx, u)
-			s.fail(w, r, "create", err)
-			return
+			return nil, err
 		}
 	}
-	s.m.uploads.WithLabelValues("created").Inc()
-	writeJSON(w, http.StatusOK, map[string]string{"key": key, "uploadId": rec.UploadID, "bucket": s.o.Bucket})
+	return rec, nil
 }
 
-// checkNew applies --max-size and the quotas to a new upload of size bytes
-// (-1: not declared).
-func (s *Service) checkNew(ctx context.Context, owner string, size int64) error {
+// checkNew applies --max-size to a new upload of size bytes (-1: not
+// declared), and refuses an undeclared size under a byte quota. The quota
+// itself is checked by Options.Quota, as the upload is created.
+func (s *Service) checkNew(size int64) error {
 	if size > s.o.MaxSize {
 		return errorf(http.StatusRequestEntityTooLarge, "ERR_MAX_SIZE_EXCEEDED", "the upload is %d bytes; this server accepts at most %d", size, s.o.MaxSize)
 	}
 	if size < 0 && s.o.Limits.Bytes > 0 {
 		return errorf(http.StatusBadRequest, "ERR_QUOTA_NEEDS_LENGTH", "this server limits the bytes each user may have in flight; declare the upload's size (size, or metadata.size)")
 	}
-	return quota.Check(ctx, s.Usage(), s.o.Limits, owner, max(size, 0))
+	return nil
 }
 
 // cleanMeta validates the client's file name, type and metadata as

@@ -62,7 +62,7 @@ func (s *Service) params(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := hooks.OwnerFolder(p)
-	if err := s.checkNew(r.Context(), owner, size); err != nil {
+	if err := s.checkNew(size); err != nil {
 		s.fail(w, r, "params", err)
 		return
 	}
@@ -74,25 +74,12 @@ func (s *Service) params(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "PresignPutObject", err)
 		return
 	}
-	now := s.clock.Now().UTC()
-	rec := &record{Version: 1, Kind: kindPut, Key: key, Size: size, Meta: meta, Created: now, Expires: now.Add(s.o.URLExpiry)}
-	ctx := context.WithoutCancel(r.Context())
-	if err := s.writeRecord(ctx, rel, rec); err != nil {
+	err = s.o.Quota.Admit(r.Context(), owner, size, func() error {
+		return s.startPut(context.WithoutCancel(r.Context()), rel, key, size, meta)
+	})
+	if err != nil {
 		s.fail(w, r, "params", err)
 		return
-	}
-	if s.o.Lifecycle != nil {
-		info := s.info(rel, rec, size)
-		err := s.o.Lifecycle.Created(ctx, info)
-		if err == nil {
-			info.Offset = size
-			err = s.o.Lifecycle.Finishing(ctx, info)
-		}
-		if err != nil {
-			_ = s.deleteRecord(ctx, rel)
-			s.fail(w, r, "params", err)
-			return
-		}
 	}
 	s.m.signed.WithLabelValues("put").Inc()
 	s.m.uploads.WithLabelValues("created").Inc()
@@ -100,6 +87,30 @@ func (s *Service) params(w http.ResponseWriter, r *http.Request) {
 		Method: http.MethodPut, URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second),
 		Fields: map[string]string{}, Headers: browserHeaders(signed), Key: key, Bucket: s.o.Bucket,
 	})
+}
+
+// startPut records a new single-PUT upload and reports its creation and
+// (a single PUT cannot be approved later) its finishing; if either event
+// fails, the record is deleted.
+func (s *Service) startPut(ctx context.Context, rel, key string, size int64, meta map[string]string) error {
+	now := s.clock.Now().UTC()
+	rec := &record{Version: 1, Kind: kindPut, Key: key, Size: size, Meta: meta, Created: now, Expires: now.Add(s.o.URLExpiry)}
+	if err := s.writeRecord(ctx, rel, rec); err != nil {
+		return err
+	}
+	if s.o.Lifecycle == nil {
+		return nil
+	}
+	info := s.info(rel, rec, size)
+	err := s.o.Lifecycle.Created(ctx, info)
+	if err == nil {
+		info.Offset = size
+		err = s.o.Lifecycle.Finishing(ctx, info)
+	}
+	if err != nil {
+		_ = s.deleteRecord(ctx, rel)
+	}
+	return err
 }
 
 // putInput is the PutObject a single PUT's URL is signed for.

@@ -52,16 +52,8 @@ var ErrStorageFailed = handler.Error{
 // to tell them apart by). The guard removes it before the answer leaves.
 const PermanentHeader = "Tusgate-Permanent-Failure"
 
-// StorageError is the answer to a storage error that is not a tus error:
-// ErrStorageFailed if it is permanent, else ErrStorageUnavailable.
-func StorageError(err error) handler.Error {
-	if storeerr.IsPermanent(err) {
-		return ErrStorageFailed
-	}
-	return ErrStorageUnavailable
-}
-
-// fail maps a backend error to what the client should see (StorageError),
+// fail maps a backend error to what the client should see
+// (ErrStorageFailed if it is permanent, else ErrStorageUnavailable),
 // and logs and counts it. tus errors pass unchanged: they are answers
 // already, and an error fail has mapped is one of them, so each error is
 // logged once.

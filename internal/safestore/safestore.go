@@ -113,6 +113,10 @@ type Options struct {
 	// Expired, if set, is asked about IDs the store does not know; true
 	// answers 410 Gone instead of 404.
 	Expired func(ctx context.Context, id string) (bool, error)
+	// Admit, if set, decides whether the upload info may be created and, if
+	// so, runs create (the store's creation) before it returns: the quota
+	// check and the creation as one step (quota.Gate).
+	Admit func(ctx context.Context, info handler.FileInfo, create func() error) error
 	// Held, if set, records which uploads are locked in this process.
 	Held *Held
 	// MaxSize, if positive, is the most bytes an upload whose length is
@@ -283,7 +287,17 @@ func (s *store) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if info.ID != "" && !ValidID(info.ID) {
 		return nil, fmt.Errorf("safestore: refusing invalid upload ID %q", info.ID)
 	}
-	up, err := s.inner.Core.NewUpload(metadata.WithUpload(ctx, info.MetaData), info)
+	var up handler.Upload
+	create := func() (err error) {
+		up, err = s.inner.Core.NewUpload(metadata.WithUpload(ctx, info.MetaData), info)
+		return err
+	}
+	var err error
+	if s.opt.Admit != nil {
+		err = s.opt.Admit(ctx, info, create)
+	} else {
+		err = create()
+	}
 	if err != nil {
 		return nil, s.fail(ctx, "create", info.ID, err)
 	}

@@ -26,7 +26,7 @@ func (s *Server) setupDirect(b backend.Backend, reg prometheus.Registerer) error
 		S3: directS3{sb.Client, sb}, Writer: directWriter{sb.Objects}, Presign: s3.NewPresignClient(sb.Client),
 		Bucket: sb.Bucket, Prefix: sb.Prefix(),
 		URLExpiry: cfg.DirectURLExpiry, MaxSize: cfg.MaxSize, MaxMetadataSize: int(cfg.MaxMetadataSize),
-		Limits: s.limits, TusUsage: b.Usage(),
+		Limits: s.limits, TusUsage: b.Usage(), Quota: s.quota,
 		StorageClass: cfg.S3.StorageClass, SSE: cfg.S3.SSE, SSEKMSKeyID: cfg.S3.SSEKMSKeyID,
 		PreFinish: cfg.Lifecycle.PreFinishURL != "",
 		Log:       s.log, Registerer: reg,
@@ -35,7 +35,7 @@ func (s *Server) setupDirect(b backend.Backend, reg prometheus.Registerer) error
 		return err
 	}
 	s.direct = svc
-	s.usage = svc.Usage()
+	s.quota.Counter = svc.Usage()
 	if u, err := url.Parse(sb.Endpoint); err == nil && u.Scheme == "http" && u.Host != "" {
 		// The example pages' CSP allows HTTPS; a plain-HTTP S3 needs naming.
 		s.directOrigin = "http://" + u.Host

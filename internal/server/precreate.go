@@ -1,7 +1,7 @@
 package server
 
 import (
-	"errors"
+	"context"
 	"net/http"
 	"strings"
 
@@ -9,7 +9,6 @@ import (
 
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/metadata"
-	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -54,31 +53,26 @@ func (s *Server) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handle
 	if err != nil {
 		return handler.HTTPResponse{}, changes, err
 	}
-	folder, _, _ := strings.Cut(changes.ID, "/")
-	size := hook.Upload.Size
-	if hook.Upload.IsFinal {
-		size = 0 // its bytes are its partial uploads', counted already
-	}
-	if err := quota.Check(hook.Context, s.usage, s.limits, folder, size); err != nil {
-		var tusErr handler.Error
-		if !errors.As(err, &tusErr) {
-			answer := safestore.StorageError(err)
-			kind := s.countStorageError(answer.ErrorCode == safestore.ErrStorageFailed.ErrorCode)
-			s.log.ErrorContext(hook.Context, "quota check failed", "kind", kind, "error", err.Error())
-			return handler.HTTPResponse{}, changes, answer
-		}
-		return handler.HTTPResponse{}, changes, err
-	}
 	return handler.HTTPResponse{}, changes, nil
 }
 
-// countStorageError counts a storage error answered to a client and
-// returns its kind.
-func (s *Server) countStorageError(permanent bool) string {
+// admit creates the upload info (create) if its owner's quota allows it,
+// as one step per owner (quota.Gate). The ID preCreate gave the upload
+// starts with the owner's folder.
+func (s *Server) admit(ctx context.Context, info handler.FileInfo, create func() error) error {
+	folder, _, _ := strings.Cut(info.ID, "/")
+	size := info.Size
+	if info.IsFinal || info.SizeIsDeferred {
+		size = 0 // a final upload's bytes are its partial uploads', counted already
+	}
+	return s.quota.Admit(ctx, folder, size, create)
+}
+
+// countStorageError counts a storage error answered to a client.
+func (s *Server) countStorageError(permanent bool) {
 	kind := "transient"
 	if permanent {
 		kind = "permanent"
 	}
 	s.storageErrors.WithLabelValues(kind).Inc()
-	return kind
 }

@@ -53,8 +53,8 @@ type Server struct {
 	redisLocker *redislocker.Locker
 	// lifecycle delivers webhooks and expires uploads.
 	lifecycle *lifecycle.Lifecycle
-	// usage and limits enforce per-owner quotas at creation.
-	usage  quota.Counter
+	// quota admits creations under the per-owner limits; limits are they.
+	quota  *quota.Gate
 	limits quota.Limits
 	// direct serves direct uploads to S3 (--direct-uploads), or is nil.
 	direct *direct.Service
@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg *config.Config, lookupEnv func(string) (string
 	if err != nil {
 		return nil, err
 	}
-	s.usage = b.Usage()
+	s.quota = &quota.Gate{Limits: s.limits, Counter: b.Usage()}
 	if err := s.setupDirect(b, reg); err != nil {
 		return nil, err
 	}

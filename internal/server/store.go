@@ -88,6 +88,7 @@ func (s *Server) buildStore(ctx context.Context, b backend.Backend, reg promethe
 	} else {
 		memorylocker.New().UseIn(store)
 	}
+	s.quota.Locker = store.Locker
 
 	lc, err := lifecycle.New(lifecycle.Options{
 		Settings:   cfg.Lifecycle,
@@ -112,6 +113,7 @@ func (s *Server) buildStore(ctx context.Context, b backend.Backend, reg promethe
 	}
 	if cfg.AuthEnabled() {
 		opt.Authorize = hooks.Authorize
+		opt.Admit = s.admit
 	}
 	if lc.Reports() {
 		opt.Lifecycle = lc

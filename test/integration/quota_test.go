@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tusgate/tusgate/test/testenv"
@@ -76,5 +77,45 @@ func TestQuotaOnDisk(t *testing.T) {
 	}
 	if r3 := do(t, "POST", a.g.URL+"/files/", with(tok, "Upload-Length", "3"), nil); r3.Status != http.StatusCreated {
 		t.Fatalf("after finishing: %d %s", r3.Status, r3.Body)
+	}
+}
+
+// Creations racing each other hold the quota: many at once, through two
+// instances, by tus and by direct-to-S3 alike, and exactly as many succeed
+// as the quota allows. (The check used to be read-then-create: every one of
+// a burst read the same usage, and all of them were created.)
+func TestQuotaHoldsForConcurrentCreations(t *testing.T) {
+	iss := testenv.StartIssuer(t)
+	iss.AddRSAKey(t, "rsa1", true)
+	c := startCluster(t, 2, "--oidc-issuer", iss.URL, "--oidc-audience", audience, "--direct-uploads", "--quota-uploads", "3")
+	alice := bearer(iss.Sign(t, "rsa1", iss.Claims("alice", audience)))
+	const burst = 16
+	statuses := make(chan int, burst)
+	var wg sync.WaitGroup
+	for i := range burst {
+		g := c.gates[i%2]
+		wg.Go(func() {
+			var r response
+			var err error
+			if i%4 < 2 {
+				r, err = tryDo(t.Context(), "POST", g.URL+"/files/", with(alice, "Upload-Length", "1000"), nil, -1)
+			} else {
+				r, err = tryDo(t.Context(), "POST", g.URL+"/s3/multipart", with(alice, "Content-Type", "application/json"), strings.NewReader(`{"filename":"f","size":1000}`), -1)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses <- r.Status
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusCreated]+counts[http.StatusOK] != 3 || counts[http.StatusForbidden] != burst-3 {
+		t.Fatalf("%d creations at once under --quota-uploads 3 answered %v; want 3 created (201 or 200) and %d refused (403)", burst, counts, burst-3)
 	}
 }
