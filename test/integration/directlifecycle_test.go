@@ -101,7 +101,7 @@ func TestDirectPreFinish(t *testing.T) {
 // upload.expired), and leaves active and finished ones alone.
 func TestDirectJanitorExpiresIdleUploads(t *testing.T) {
 	rc := startReceiver(t)
-	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--upload-ttl", "3s", "--webhook-url", rc.URL, "--direct-url-expiry", "1s")
+	d := startDirect(t, withWebhookSecret(s3Backend(t)), "--upload-ttl", "6s", "--webhook-url", rc.URL, "--direct-url-expiry", "3s")
 	alice := d.user(t, "alice")
 	idle := alice.create(t, map[string]any{"filename": "idle"})
 	data, _ := payload(5*MiB, 100)

@@ -297,7 +297,9 @@ func TestIETFDraftInterop(t *testing.T) {
 // draft's recommended handling of concurrent requests) and by a shutdown.
 func TestIETFDraftAppendInterruptedSaves(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b *backend) {
-		c := startConformance(t, b, "--shutdown-timeout", "3s")
+		// 6 s: a third of it is the reserve for saving the stalled append's
+		// bytes, 2 s for a PutObject of up to 5 MiB on a loaded machine.
+		c := startConformance(t, b, "--shutdown-timeout", "6s")
 		dc := draftUser(c, "8")
 		ctx := t.Context()
 		data, sum := payload(24*MiB, 84)

@@ -497,10 +497,12 @@ func TestTombstoneAndFinishedInfoTTL(t *testing.T) {
 	g := b.start(t, "--upload-ttl", "1s", "--tombstone-ttl", "3s", "--finished-info-ttl", "2s")
 	idle := create(t, g, 10)
 	data, sum := payload(1000, 94)
-	done := create(t, g, int64(len(data)))
-	if r := patch(t, done, 0, data); r.Status != http.StatusNoContent {
-		t.Fatalf("PATCH: %d", r.Status)
+	// Finished in its creation: a PATCH a second later would find it expired.
+	r := do(t, "POST", g.URL+"/files/", with(tusHeaders, "Upload-Length", strconv.Itoa(len(data)), "Content-Type", "application/offset+octet-stream"), bytes.NewReader(data))
+	if r.Status != http.StatusCreated || r.Header.Get("Upload-Offset") != strconv.Itoa(len(data)) {
+		t.Fatalf("creation with upload: %d offset %q %s", r.Status, r.Header.Get("Upload-Offset"), r.Body)
 	}
+	done := r.Header.Get("Location")
 	key := objectKey(uploadID(done))
 	waitUntil(t, 20*time.Second, "HEAD of the idle upload to answer 410", func() bool { return do(t, "HEAD", idle, tusHeaders, nil).Status == http.StatusGone })
 	waitUntil(t, 20*time.Second, "HEAD of the idle upload to answer 404", func() bool { return do(t, "HEAD", idle, tusHeaders, nil).Status == http.StatusNotFound })

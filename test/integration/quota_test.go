@@ -95,18 +95,26 @@ func TestQuotaHoldsForConcurrentCreations(t *testing.T) {
 	for i := range burst {
 		g := c.gates[i%2]
 		wg.Go(func() {
-			var r response
-			var err error
-			if i%4 < 2 {
-				r, err = tryDo(t.Context(), "POST", g.URL+"/files/", with(alice, "Upload-Length", "1000"), nil, -1)
-			} else {
-				r, err = tryDo(t.Context(), "POST", g.URL+"/s3/multipart", with(alice, "Content-Type", "application/json"), strings.NewReader(`{"filename":"f","size":1000}`), -1)
-			}
-			if err != nil {
-				t.Error(err)
+			// A creation that waited too long for the others is asked to
+			// retry (503 ERR_QUOTA_BUSY); it does, as clients do.
+			for {
+				var r response
+				var err error
+				if i%4 < 2 {
+					r, err = tryDo(t.Context(), "POST", g.URL+"/files/", with(alice, "Upload-Length", "1000"), nil, -1)
+				} else {
+					r, err = tryDo(t.Context(), "POST", g.URL+"/s3/multipart", with(alice, "Content-Type", "application/json"), strings.NewReader(`{"filename":"f","size":1000}`), -1)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Status == http.StatusServiceUnavailable && strings.Contains(r.Body, "ERR_QUOTA_BUSY") {
+					continue
+				}
+				statuses <- r.Status
 				return
 			}
-			statuses <- r.Status
 		})
 	}
 	wg.Wait()

@@ -368,7 +368,10 @@ func TestSIGTERMDuringPatchSavesAndResumes(t *testing.T) {
 		<-body.reached
 		start := time.Now()
 		g.Terminate(10 * time.Second)
-		if took := time.Since(start); took > 4*time.Second {
+		// 3 s and what exiting takes on a loaded machine; without the
+		// bound, the stalled PATCH would hold the process until the 10 s
+		// Terminate gives up.
+		if took := time.Since(start); took > 6*time.Second {
 			t.Fatalf("shutdown took %v with --shutdown-timeout 3s", took)
 		}
 		if !strings.Contains(g.Log(), "interrupting uploads still in flight") {

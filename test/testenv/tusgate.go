@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -86,10 +87,29 @@ func StartGate(t testing.TB, env []string, args ...string) *Gate {
 }
 
 // Start starts the process (again) with the same settings and waits until
-// /healthz answers.
+// /healthz answers. Between FreePort (or a kill) and tusgate's listen,
+// another process may take the port for a moment (an outgoing connection's
+// local port); a start that fails for that is tried again.
 func (g *Gate) Start() {
 	g.t.Helper()
+	for range 20 {
+		if g.start() {
+			return
+		}
+		time.Sleep(250 * time.Millisecond) // back-off before taking the port again
+	}
+	g.t.Fatalf("tusgate could not listen on %s: the port stayed in use:\n%s", g.URL, Tail(g.LogPath, 30))
+}
+
+// start starts the process once and waits until /healthz answers; it
+// reports false if the process exited because its port was in use.
+func (g *Gate) start() bool {
+	g.t.Helper()
 	logf, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	logStart, err := logf.Seek(0, io.SeekEnd)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -106,15 +126,22 @@ func (g *Gate) Start() {
 		logf.Close()
 		close(g.done)
 	}()
-	g.waitHealthy()
+	return g.waitHealthy(logStart)
 }
 
-func (g *Gate) waitHealthy() {
+// waitHealthy waits until /healthz answers; it reports false if the
+// process exited because its port was in use (its log from logStart says
+// so).
+func (g *Gate) waitHealthy(logStart int64) bool {
 	g.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-g.done:
+			if log, err := os.ReadFile(g.LogPath); err == nil && int64(len(log)) >= logStart && strings.Contains(string(log[logStart:]), "address already in use") {
+				g.cmd = nil
+				return false
+			}
 			g.t.Fatalf("tusgate exited during start-up (%v):\n%s", g.exitErr, Tail(g.LogPath, 30))
 		default:
 		}
@@ -122,16 +149,19 @@ func (g *Gate) waitHealthy() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
 	}
 	g.t.Fatalf("tusgate did not answer /healthz within 15s:\n%s", Tail(g.LogPath, 30))
+	return false
 }
 
 // healthClient checks liveness only, so it does not verify test certificates.
-var healthClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+// Its timeout ends a check that reached something other than tusgate on
+// the port (which may never answer).
+var healthClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // Kill stops the process with SIGKILL (no chance to save anything).
 func (g *Gate) Kill() {
