@@ -78,7 +78,7 @@ type testIdP struct {
 	mode          atomic.Int32
 	jwksHits      atomic.Int64
 	discoveryHits atomic.Int64
-	jwksDelay     atomic.Int64 // nanoseconds
+	jwksDelay     atomic.Int64 // nanoseconds; see delayJWKS
 	RS, RS2, ES   testKey
 	issuer, jwks  string
 	mintedMu      sync.Mutex
@@ -112,8 +112,8 @@ func (idp *testIdP) serve(w http.ResponseWriter, r *http.Request) {
 		idp.discoveryHits.Add(1)
 	case "/.well-known/jwks.json":
 		idp.jwksHits.Add(1)
-		if d := idp.jwksDelay.Load(); d > 0 {
-			time.Sleep(time.Duration(d))
+		if !idp.delayJWKS(r.Context()) {
+			return
 		}
 	default:
 		http.NotFound(w, r)
@@ -149,6 +149,24 @@ func (idp *testIdP) serve(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, jwk)
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+}
+
+// delayJWKS holds a key set request for jwksDelay, re-read as it waits (so
+// that lowering it releases requests already waiting). It returns false,
+// at once, if the client gives up first, so that a long delay does not
+// hold up the server's Close.
+func (idp *testIdP) delayJWKS(ctx context.Context) bool {
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Since(start) < time.Duration(idp.jwksDelay.Load()) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -449,7 +449,7 @@ func TestUnknownKIDBurst(t *testing.T) {
 	if n := idp.jwksHits.Load() - before; n < 1 || n > 2 {
 		t.Errorf("%d key set fetches for a burst of 50 unknown kids, want 1-2", n)
 	}
-	if longest > 1500*time.Millisecond {
+	if longest > 5*time.Second {
 		t.Errorf("slowest Verify took %v", longest)
 	}
 	t.Logf("fetches %d, slowest Verify %v", idp.jwksHits.Load()-before, longest)
@@ -465,18 +465,33 @@ func TestRotationBurst(t *testing.T) {
 	for range 50 {
 		tokens = append(tokens, idp.sign(idp.RS2, idp.claims()))
 	}
-	before := idp.jwksHits.Load()
-	errs, longest := burst(v, tokens)
-	for _, err := range errs {
-		if err != nil {
-			t.Fatalf("token of the new key: %v", err)
+	// The refresh may take at most unknownKIDWaitMax (1 s), which a loaded
+	// machine can exceed even for a local fetch: then the whole burst is
+	// answered "retry later", and a new burst, once the limiter allows
+	// another refresh, must be accepted in full.
+	for attempt := 1; ; attempt++ {
+		before := idp.jwksHits.Load()
+		errs, longest := burst(v, tokens)
+		if n := idp.jwksHits.Load() - before; n < 1 || n > 2 {
+			t.Errorf("%d key set fetches, want 1-2", n)
 		}
-	}
-	if n := idp.jwksHits.Load() - before; n < 1 || n > 2 {
-		t.Errorf("%d key set fetches, want 1-2", n)
-	}
-	if longest > 1500*time.Millisecond {
-		t.Errorf("slowest Verify took %v", longest)
+		if longest > 5*time.Second {
+			t.Errorf("slowest Verify took %v", longest)
+		}
+		timedOut := longest >= unknownKIDWaitMax && !slices.ContainsFunc(errs, func(err error) bool {
+			return !errors.Is(err, ErrKeysUnavailable)
+		})
+		if timedOut && attempt < 3 {
+			t.Logf("burst %d: the refresh used up unknownKIDWaitMax (slowest Verify %v, %v); retrying", attempt, longest, errs[0])
+			eventually(t, 2*unknownKIDInterval, "the limiter to allow another refresh", func() bool { return v.limiter.Tokens() >= 1 })
+			continue
+		}
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("token of the new key: %v", err)
+			}
+		}
+		return
 	}
 }
 
@@ -578,11 +593,13 @@ func TestUnknownKIDSlowJWKS(t *testing.T) {
 	idp := newIdP(t)
 	v := idp.verifier(idp.config())
 	idp.publish(idp.RS, idp.ES, idp.RS2)
-	idp.jwksDelay.Store(int64(2 * time.Second))
+	// The key set answers after 10 s (as late as httpTimeout); Verify
+	// gives up after unknownKIDWaitMax (1 s), well within 5 s.
+	idp.jwksDelay.Store(int64(10 * time.Second))
 	t0 := time.Now()
 	_, err := v.Verify(context.Background(), idp.sign(idp.RS2, idp.claims()))
-	if d := time.Since(t0); d > 1500*time.Millisecond {
-		t.Errorf("Verify took %v with a slow key set", d)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("Verify took %v with a key set answering after 10s: the wait for it is not capped", d)
 	}
 	if !errors.Is(err, ErrKeysUnavailable) {
 		t.Fatalf("got %v, want ErrKeysUnavailable", err)
@@ -639,19 +656,21 @@ func TestDiscoveryProblems(t *testing.T) {
 	})
 	t.Run("wait elapses", func(t *testing.T) {
 		idp := newIdP(t)
-		idp.jwksDelay.Store(int64(time.Second))
+		// The key set answers only once the delay is lifted below.
+		idp.jwksDelay.Store(int64(time.Minute))
 		t0 := time.Now()
 		v, err := New(context.Background(), idp.config(), 100*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer v.Close()
-		if d := time.Since(t0); d > 600*time.Millisecond {
+		if d := time.Since(t0); d > 3*time.Second {
 			t.Errorf("New took %v with wait 100ms", d)
 		}
 		if v.Ready() == nil {
 			t.Error("Ready() == nil before the keys arrived")
 		}
+		idp.jwksDelay.Store(0) // the pending fetch now completes
 		eventually(t, 5*time.Second, "Ready", func() bool { return v.Ready() == nil })
 	})
 }

@@ -829,7 +829,12 @@ func testPartsInParallel(t *testing.T, stream bool) {
 					}
 				}
 				// S3 answers part 1 only once parts 2 and 3 are on their
-				// way, or after a guard of 1 s.
+				// way, or after a guard: 1 s where it is expected to fire
+				// (Parallel 1), 20 s where parts 2 and 3 must come first.
+				guard := time.Second
+				if parallel >= 3 {
+					guard = 20 * time.Second
+				}
 				f.failUploadPart = func(p int32, attempt int) error {
 					if p == 1 {
 						select {
@@ -837,7 +842,7 @@ func testPartsInParallel(t *testing.T, stream bool) {
 							mu.Lock()
 							parallelSeen = true
 							mu.Unlock()
-						case <-time.After(time.Second):
+						case <-time.After(guard):
 						}
 					}
 					return nil

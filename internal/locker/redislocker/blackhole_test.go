@@ -130,9 +130,12 @@ func testBlackholedRedis(t *testing.T, honour bool) {
 	bh.setFrozen(true)
 	frozen := time.Now()
 
-	at := receiveWithin(t, asked, 2*time.Second, "requestUnlock after the partition")
+	// With ttl 2s the bound stays below go-redis's 3 s ReadTimeout, which a
+	// renewal waiting for the client's answer would run into.
+	maxAsk := la.renew + la.renewTimeout + 2*time.Second
+	at := receiveWithin(t, asked, maxAsk+3*time.Second, "requestUnlock after the partition")
 	t.Logf("holder asked to unlock %v after the partition (Renew %v, renewal timeout %v)", at.Sub(frozen), la.renew, la.renewTimeout)
-	if d := at.Sub(frozen); d > la.renew+la.renewTimeout+500*time.Millisecond {
+	if d := at.Sub(frozen); d > maxAsk {
 		t.Errorf("holder asked %v after the partition, want within Renew+renewal timeout", d)
 	}
 
@@ -143,7 +146,8 @@ func testBlackholedRedis(t *testing.T, honour bool) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Lock during the partition: %v, want ErrUnavailable", err)
 	}
-	if took > opTimeout+500*time.Millisecond {
+	// Margin for scheduling delays, short of a second opTimeout.
+	if took > opTimeout+2*time.Second {
 		t.Errorf("Lock during the partition took %v, want ≈ %v", took, opTimeout)
 	}
 	waitFor(t, 5*time.Second, "la's subscription to be declared dead", func() bool {
@@ -170,8 +174,9 @@ func testBlackholedRedis(t *testing.T, honour bool) {
 	if err := lockWithin(w, 5*time.Second, nil); err != nil {
 		t.Fatalf("second Lock after the partition: %v", err)
 	}
-	if took := time.Since(start); took >= time.Second {
-		t.Errorf("release request after the partition took %v, want < 1s", took)
+	// Below resendInterval: the first request reached h, not a repeat.
+	if took := time.Since(start); took >= resendInterval {
+		t.Errorf("release request after the partition took %v, want < %v", took, resendInterval)
 	}
 	receiveWithin(t, unlocked, time.Second, "the holder's Unlock")
 	_ = w.Unlock()
