@@ -291,14 +291,11 @@ type upload struct {
 // uploadID: the key must be <prefix><caller's folder>/<name>, and the
 // upload's record must name uploadID. Anything else is errNotFound.
 func (s *Service) resolve(ctx context.Context, p *oidc.Principal, key, uploadID string) (*upload, error) {
-	rel, ok := strings.CutPrefix(key, s.o.Prefix)
+	rel, ok := s.ownKey(p, key)
 	if !ok || uploadID == "" {
 		return nil, errNotFound
 	}
-	owner, name, ok := strings.Cut(rel, "/")
-	if !ok || owner != hooks.OwnerFolder(p) || !nameRE.MatchString(name) {
-		return nil, errNotFound
-	}
+	owner, _, _ := strings.Cut(rel, "/")
 	rec, err := s.readRecord(ctx, rel)
 	if err != nil {
 		return nil, err
@@ -307,6 +304,20 @@ func (s *Service) resolve(ctx context.Context, p *oidc.Principal, key, uploadID 
 		return nil, errNotFound
 	}
 	return &upload{owner: owner, rel: rel, key: key, rec: rec}, nil
+}
+
+// ownKey returns key below the prefix if it is a direct upload's key in
+// the caller's folder.
+func (s *Service) ownKey(p *oidc.Principal, key string) (rel string, ok bool) {
+	rel, ok = strings.CutPrefix(key, s.o.Prefix)
+	if !ok {
+		return "", false
+	}
+	owner, name, ok := strings.Cut(rel, "/")
+	if !ok || owner != hooks.OwnerFolder(p) || !nameRE.MatchString(name) {
+		return "", false
+	}
+	return rel, true
 }
 
 // info describes an upload for the lifecycle, as tusd would a tus upload.

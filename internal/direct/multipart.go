@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -239,7 +240,15 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "complete", err)
 		return
 	}
-	u, err := s.resolve(r.Context(), p, r.URL.Query().Get("key"), r.PathValue("uploadId"))
+	key := r.URL.Query().Get("key")
+	ctx := context.WithoutCancel(r.Context())
+	u, err := s.resolve(r.Context(), p, key, r.PathValue("uploadId"))
+	if err == errNotFound {
+		// A retry after a completion whose answer was lost: the record
+		// went with the completion.
+		s.answerCompleted(w, r, p, key, nil)
+		return
+	}
 	if err != nil {
 		s.fail(w, r, "complete", err)
 		return
@@ -249,8 +258,12 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "complete", err)
 		return
 	}
-	ctx := context.WithoutCancel(r.Context())
 	listed, err := s.allParts(ctx, u.key, u.rec.UploadID)
+	if err == errNotFound {
+		// Completed, with S3's answer lost, or aborted.
+		s.answerCompleted(w, r, p, key, u)
+		return
+	}
 	if err != nil {
 		s.fail(w, r, "ListParts", err)
 		return
@@ -290,21 +303,81 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if storeerr.HTTPStatus(err) == http.StatusNotFound {
-			err = errNotFound
-		} else if code := apiErrorCode(err); code == "InvalidPart" || code == "InvalidPartOrder" || code == "EntityTooSmall" {
+			s.answerCompleted(w, r, p, key, u)
+			return
+		}
+		if code := apiErrorCode(err); code == "InvalidPart" || code == "InvalidPartOrder" || code == "EntityTooSmall" {
 			err = errorf(http.StatusBadRequest, "ERR_INVALID_PART", "S3 refused the parts: %s", code)
 		}
 		s.fail(w, r, "CompleteMultipartUpload", err)
 		return
 	}
+	s.finished(ctx, u, total)
+	writeJSON(w, http.StatusOK, completedAnswer(aws.ToString(out.Location), u.key, s.o.Bucket, aws.ToString(out.ETag), total))
+}
+
+// finished forgets a completed upload's record and counts it.
+func (s *Service) finished(ctx context.Context, u *upload, size int64) {
 	if err := s.deleteRecord(ctx, u.rel); err != nil {
 		// The janitor removes records of uploads that are gone.
 		s.log.WarnContext(ctx, "direct upload: record not deleted", "key", u.key, "error", err.Error())
 	}
 	s.m.uploads.WithLabelValues("finished").Inc()
-	s.m.bytes.Add(float64(total))
-	location := aws.ToString(out.Location)
-	writeJSON(w, http.StatusOK, map[string]any{"location": location, "key": u.key, "bucket": s.o.Bucket, "etag": aws.ToString(out.ETag), "size": total})
+	s.m.bytes.Add(float64(size))
+}
+
+// completedAnswer is the answer to a completion, as @uppy/aws-s3 reads it.
+func completedAnswer(location, key, bucket, etag string, size int64) map[string]any {
+	return map[string]any{"location": location, "key": key, "bucket": bucket, "etag": etag, "size": size}
+}
+
+// answerCompleted answers a completion of the caller's upload key whose
+// multipart upload S3 no longer has: if the object is there, an earlier
+// completion stored it and this is the client's (or tusgate's) retry after
+// its answer was lost, which gets the answer again; u, the upload's record
+// if it is still there, is then forgotten. Otherwise the upload was
+// cancelled or expired: 404. The key is unique to one direct upload (a
+// random name under the owner's folder), so its object is this upload's.
+func (s *Service) answerCompleted(w http.ResponseWriter, r *http.Request, p *oidc.Principal, key string, u *upload) {
+	ctx := context.WithoutCancel(r.Context())
+	if _, ok := s.ownKey(p, key); !ok {
+		s.fail(w, r, "complete", errNotFound)
+		return
+	}
+	head, err := s.o.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(key)})
+	if storeerr.HTTPStatus(err) == http.StatusNotFound {
+		s.fail(w, r, "complete", errNotFound)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, "HeadObject", err)
+		return
+	}
+	size := aws.ToInt64(head.ContentLength)
+	if u != nil {
+		s.finished(ctx, u, size)
+	}
+	location, err := s.objectURL(ctx, key)
+	if err != nil {
+		s.fail(w, r, "complete", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, completedAnswer(location, key, s.o.Bucket, aws.ToString(head.ETag), size))
+}
+
+// objectURL is the object's URL as S3 gives it for a completed upload: a
+// presigned GET's URL without its signature.
+func (s *Service) objectURL(ctx context.Context, key string) (string, error) {
+	signed, err := s.o.Presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", fmt.Errorf("the object's URL: %w", err)
+	}
+	u, err := url.Parse(signed.URL)
+	if err != nil {
+		return "", fmt.Errorf("the object's URL: %w", err)
+	}
+	u.RawQuery = ""
+	return u.String(), nil
 }
 
 // checkParts checks the parts a client wants completed against the parts

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -197,5 +198,50 @@ func TestDirectListsAllPages(t *testing.T) {
 		if p.PartNumber != i+1 || p.Size != int64(len(fmt.Sprint(i+1))) {
 			t.Fatalf("part %d listed as %+v", i+1, p)
 		}
+	}
+}
+
+// A completion whose answer was lost (S3 completed the upload, its answer
+// never reached tusgate, or tusgate's never reached the client) is answered
+// again when the client retries: 200 with the object, not 404.
+func TestDirectCompleteAnswerLost(t *testing.T) {
+	b, proxy := s3BehindProxy(t)
+	d := startDirect(t, b)
+	alice, bob := d.user(t, "alice"), d.user(t, "bob")
+	data, sum := payload(6*MiB, 102)
+	c := alice.create(t, map[string]any{"filename": "a.bin", "size": len(data)})
+	parts := []completedPart{{1, alice.uploadPart(t, c, 1, data[:5*MiB], true)}, {2, alice.uploadPart(t, c, 2, data[5*MiB:], true)}}
+	isComplete := func(r *http.Request) bool { return r.Method == http.MethodPost && r.URL.Query().Has("uploadId") }
+	proxy.LoseAnswerMatching(isComplete)
+	if r := alice.complete(t, c, parts); r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("complete whose S3 answer was lost: %d %s, want 503 (retry)", r.Status, r.Body)
+	}
+	proxy.LoseAnswerMatching(nil)
+	if got, n := d.b.s3.ObjectSHA256(t, testBucket, c.Key); got != sum || n != int64(len(data)) {
+		t.Fatalf("S3 did not complete the upload behind the lost answer (%d bytes)", n)
+	}
+	// The retry, and one more (the first retry removed the upload's
+	// record), each answer as the lost answer would have.
+	for i := range 2 {
+		r := alice.complete(t, c, parts)
+		var done struct {
+			Location, Key, Bucket, ETag string
+			Size                        int64
+		}
+		if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Body), &done) != nil || done.Key != c.Key || done.Bucket != testBucket || done.Size != int64(len(data)) || done.ETag == "" || done.Location == "" {
+			t.Fatalf("retry %d of the complete: %d %s", i+1, r.Status, r.Body)
+		}
+	}
+	if r := bob.complete(t, c, parts); r.Status != http.StatusNotFound {
+		t.Fatalf("another user's complete of a finished upload: %d %s, want 404", r.Status, r.Body)
+	}
+	// An upload that was cancelled instead stays not found.
+	x := alice.create(t, map[string]any{"filename": "x.bin", "size": 5 * MiB})
+	xp := []completedPart{{1, alice.uploadPart(t, x, 1, data[:5*MiB], true)}}
+	if r := alice.call(t, "DELETE", uploadPath(x, ""), nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("abort: %d %s", r.Status, r.Body)
+	}
+	if r := alice.complete(t, x, xp); r.Status != http.StatusNotFound {
+		t.Fatalf("complete of a cancelled upload: %d %s, want 404", r.Status, r.Body)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -43,6 +44,9 @@ type FaultProxy struct {
 	rng     *rand.Rand
 	// onForward sees each request before it is forwarded
 	onForward func(*http.Request)
+	// lose picks requests that are forwarded but whose answer is replaced
+	// by a 503
+	lose func(*http.Request) bool
 
 	proxied, failed atomic.Int64
 }
@@ -180,6 +184,16 @@ func (p *FaultProxy) CorruptMatching(match func(*http.Request) bool) {
 	p.corrupt = match
 }
 
+// LoseAnswerMatching makes the proxy forward every request for which match
+// returns true, let the target carry it out, and answer the client 503 as
+// if the target had failed (nil disables): an answer lost on the way back.
+// Safe for concurrent use.
+func (p *FaultProxy) LoseAnswerMatching(match func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose = match
+}
+
 // OnForward makes the proxy call fn with each request it is about to
 // forward (nil disables). fn runs on the request's goroutine: it may block,
 // which holds the request back (its body unread) until fn returns. Safe for
@@ -255,6 +269,7 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.proxied.Add(1)
 		p.mu.Lock()
 		corrupt := p.corrupt != nil && p.corrupt(r)
+		lose := p.lose != nil && p.lose(r)
 		onForward := p.onForward
 		p.mu.Unlock()
 		if onForward != nil {
@@ -262,6 +277,12 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if corrupt && r.Body != nil {
 			r.Body = &flipReader{r: r.Body}
+		}
+		if lose {
+			p.rp.ServeHTTP(httptest.NewRecorder(), r)
+			writeS3Error(w, r, http.StatusServiceUnavailable, "ServiceUnavailable",
+				"the answer was lost (fault injected by testenv.FaultProxy)")
+			return
 		}
 		p.rp.ServeHTTP(w, r)
 		return
