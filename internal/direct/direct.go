@@ -132,6 +132,9 @@ func New(o Options) (*Service, error) {
 	if o.URLExpiry <= 0 {
 		return nil, errors.New("direct: URLExpiry must be positive")
 	}
+	if o.Limits.Enabled() && o.Quota == nil {
+		return nil, errors.New("direct: Limits need a Quota gate to check them at creation")
+	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tusgate/tusgate/internal/expiry"
 	"github.com/tusgate/tusgate/internal/layout"
@@ -114,20 +116,43 @@ func (c usage) Usage(ctx context.Context, owner string) (quota.Usage, error) {
 		}
 	}
 	now := s.clock.Now()
+	var rels []string
 	err := s.eachRecord(ctx, owner+"/", func(rel string, _ time.Time) error {
-		rec, err := s.readRecord(ctx, rel)
-		if err != nil || rec == nil {
-			return err
-		}
-		if rec.Kind == kindPut && now.After(rec.Expires) {
-			return nil
-		}
-		u.Uploads++
-		u.Bytes += max(rec.Size, 0)
+		rels = append(rels, rel)
 		return nil
 	})
-	return u, err
+	if err != nil {
+		return u, err
+	}
+	// Read side by side, as s3backend's Usage reads .info objects: the
+	// owner's creations wait for this count.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(usageReads)
+	for _, rel := range rels {
+		g.Go(func() error {
+			rec, err := s.readRecord(gctx, rel)
+			if err != nil || rec == nil {
+				return err
+			}
+			if rec.Kind == kindPut && now.After(rec.Expires) {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			u.Uploads++
+			u.Bytes += max(rec.Size, 0)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return quota.Usage{}, err
+	}
+	return u, nil
 }
+
+// usageReads is how many records Usage reads at once.
+const usageReads = 16
 
 // eachRecord calls fn for every record under recordRoot()+sub, with the
 // record's upload (its key below the prefix) and when it was written.

@@ -355,7 +355,12 @@ func (s *Service) answerCompleted(w http.ResponseWriter, r *http.Request, p *oid
 	}
 	size := aws.ToInt64(head.ContentLength)
 	if u != nil {
-		s.finished(ctx, u, size)
+		// Counted once: unless the completion that stored the object (on
+		// this instance or another) has forgotten the record already.
+		s.records.drop(u.rel)
+		if rec, err := s.readRecord(ctx, u.rel); err == nil && rec != nil {
+			s.finished(ctx, u, size)
+		}
 	}
 	location, err := s.objectURL(ctx, key)
 	if err != nil {

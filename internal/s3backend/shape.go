@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/tus/tusd/v2/pkg/handler"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tusgate/tusgate/internal/backend"
 	"github.com/tusgate/tusgate/internal/expiry"
@@ -175,23 +177,40 @@ func (c usage) Usage(ctx context.Context, ownerFolder string) (quota.Usage, erro
 			keys = append(keys, aws.ToString(up.Key))
 		}
 	}
+	// The .info objects are read side by side: the owner's creations wait
+	// for this count (quota.Gate), and one after another an owner with
+	// many unfinished uploads would hold them up for seconds.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(usageReads)
 	for _, key := range keys {
-		out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
-		if err != nil {
-			if storeerr.HTTPStatus(err) == http.StatusNotFound {
-				continue // being created or terminated right now
+		g.Go(func() error {
+			out, err := b.Client.GetObject(gctx, &s3.GetObjectInput{Bucket: aws.String(b.Bucket), Key: aws.String(key + ".info")})
+			if err != nil {
+				if storeerr.HTTPStatus(err) == http.StatusNotFound {
+					return nil // being created or terminated right now
+				}
+				return err
 			}
-			return u, err
-		}
-		info, err := layout.DecodeInfo(out.Body)
-		out.Body.Close()
-		if err != nil {
-			continue
-		}
-		u.Uploads++
-		if !info.SizeIsDeferred && !info.IsFinal {
-			u.Bytes += info.Size
-		}
+			info, err := layout.DecodeInfo(out.Body)
+			out.Body.Close()
+			if err != nil {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			u.Uploads++
+			if !info.SizeIsDeferred && !info.IsFinal {
+				u.Bytes += info.Size
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return quota.Usage{}, err
 	}
 	return u, nil
 }
+
+// usageReads is how many .info objects Usage reads at once.
+const usageReads = 16
