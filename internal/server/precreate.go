@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tusgate/tusgate/hooks"
 	"github.com/tusgate/tusgate/internal/metadata"
+	"github.com/tusgate/tusgate/internal/quota"
 	"github.com/tusgate/tusgate/internal/safestore"
 )
 
@@ -65,7 +67,11 @@ func (s *Server) admit(ctx context.Context, info handler.FileInfo, create func()
 	if info.IsFinal || info.SizeIsDeferred {
 		size = 0 // a final upload's bytes are its partial uploads', counted already
 	}
-	return s.quota.Admit(ctx, folder, size, create)
+	err := s.quota.Admit(ctx, folder, size, create)
+	if he := (handler.Error{}); errors.As(err, &he) && he.ErrorCode == quota.ErrBusy.ErrorCode {
+		s.log.WarnContext(ctx, "a user's upload creations waited too long for each other; answered 503 (slow storage listing?)", "owner_folder", folder)
+	}
+	return err
 }
 
 // countStorageError counts a storage error answered to a client.
