@@ -28,7 +28,8 @@ import (
 //     finished. sha-512 alone is refused (400): it would take a second
 //     running hash, for an algorithm no other part of tusgate reports.
 //   - HEAD of a finished upload answers Repr-Digest: sha-256=:…: when its
-//     SHA-256 is known.
+//     SHA-256 is known, and so does the request that completes an upload
+//     when it asks for it (Want-Repr-Digest with sha-256 above 0).
 //
 // A digest field that does not parse as RFC 9530 says (a Structured Field
 // Dictionary of Byte Sequences), or that names only algorithms tusgate does
@@ -79,6 +80,48 @@ func digestField(h http.Header, name string) (digests map[string][]byte, ok bool
 			return nil, true, errDigestSyntax // a trailing comma
 		}
 	}
+}
+
+// wantsSHA256 reports whether h's Want-Repr-Digest (RFC 9530: a Dictionary
+// of algorithms with preferences from 0, "not acceptable", to 10) asks for
+// sha-256. A field that does not parse asks for nothing: it is advisory.
+func wantsSHA256(h http.Header) bool {
+	vs := h.Values("Want-Repr-Digest")
+	if len(vs) == 0 {
+		return false
+	}
+	p := sfParser{s: strings.Join(vs, ",")}
+	want := false
+	p.ows()
+	for !p.done() {
+		key, ok := p.key()
+		if !ok || !p.eat('=') {
+			return false
+		}
+		start := p.i
+		for c := p.peek(); c >= '0' && c <= '9' && !p.done(); c = p.peek() {
+			p.i++
+		}
+		pref, err := strconv.Atoi(p.s[start:p.i])
+		if err != nil || !p.params() {
+			return false
+		}
+		if key == "sha-256" {
+			want = pref > 0 // a repeated key: the last counts
+		}
+		p.ows()
+		if p.done() {
+			return want
+		}
+		if !p.eat(',') {
+			return false
+		}
+		p.ows()
+		if p.done() {
+			return false // a trailing comma
+		}
+	}
+	return want
 }
 
 // sfParser reads the parts of a Structured Field tusgate needs.

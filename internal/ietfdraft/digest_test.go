@@ -135,3 +135,29 @@ func TestReprDigest(t *testing.T) {
 		t.Fatal(reprDigestValue(s256[:]))
 	}
 }
+
+func TestWantsSHA256(t *testing.T) {
+	for field, want := range map[string]bool{
+		"":                       false,
+		"sha-256=1":              true,
+		"sha-512=5, sha-256=3":   true,
+		"sha-256=0":              false, // "not acceptable"
+		"sha-512=10":             false,
+		"sha-256=1;x=2, md5=0":   true,
+		"sha-256=1, sha-256=0":   false, // the last counts
+		"sha-256":                false, // not an Integer
+		"sha-256=x":              false,
+		"sha-256=1,":             false, // a trailing comma
+		"SHA-256=1":              false, // keys are lowercase
+		"sha-256=1 sha-512=2":    false,
+		"  sha-256=10  ,unix=1 ": true,
+	} {
+		h := http.Header{}
+		if field != "" {
+			h.Set("Want-Repr-Digest", field)
+		}
+		if got := wantsSHA256(h); got != want {
+			t.Errorf("Want-Repr-Digest %q: %v, want %v", field, got, want)
+		}
+	}
+}

@@ -295,6 +295,15 @@ func (h *Handler) transfer(c *call, up handler.Upload, info handler.FileInfo, co
 			return
 		}
 		h.cfg.Log.InfoContext(c.ctx, "upload finished (IETF draft)", "id", info.ID, "size", info.Size)
+		if wantsSHA256(r.Header) {
+			// Known when the creation stated it or with --object-sha256;
+			// finishing recorded it in the upload's info.
+			if fin, err := up.GetInfo(c.ctx); err == nil {
+				if sum, ok := objsha.Sum(fin); ok {
+					hd.Set("Repr-Digest", reprDigestValue(sum))
+				}
+			}
+		}
 	}
 	hd.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
 	hd.Set("Upload-Complete", boolField(done))

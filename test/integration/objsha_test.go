@@ -349,10 +349,15 @@ func TestIETFDraftReprDigest(t *testing.T) {
 				t.Fatalf("creation: %d %s", r.Status, r.Body)
 			}
 			loc := r.Header.Get("Location")
-			r = draftDo(t, "PATCH", loc, data[4*MiB:], "Content-Type", "application/partial-upload", "Upload-Offset", strconv.Itoa(4*MiB), "Upload-Complete", "?1")
+			r = draftDo(t, "PATCH", loc, data[4*MiB:], "Content-Type", "application/partial-upload", "Upload-Offset", strconv.Itoa(4*MiB), "Upload-Complete", "?1", "Want-Repr-Digest", "sha-512=5, sha-256=3")
 			if match {
 				if r.Status != http.StatusNoContent || r.Header.Get("Upload-Complete") != "?1" {
 					t.Fatalf("completing append: %d %s", r.Status, r.Body)
+				}
+				// Asked for with Want-Repr-Digest (RFC 9530), the digest of
+				// the stored bytes comes with the completing answer.
+				if got := r.Header.Get("Repr-Digest"); got != digestField("sha-256", data) {
+					t.Fatalf("completing append with Want-Repr-Digest: Repr-Digest %q", got)
 				}
 				b.assertStored(t, loc, sum, int64(len(data)))
 				if h := draftDo(t, "HEAD", loc, nil); h.Header.Get("Repr-Digest") != digestField("sha-256", data) {
