@@ -25,7 +25,7 @@ import (
 // finished object's checksums.
 const (
 	corsAllowMethods  = "POST, HEAD, PATCH, OPTIONS, GET, DELETE"
-	corsAllowHeaders  = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Checksum, Content-Digest, Repr-Digest"
+	corsAllowHeaders  = "Authorization, Origin, X-Requested-With, X-Request-ID, X-HTTP-Method-Override, Content-Type, Content-Disposition, Upload-Length, Upload-Offset, Tus-Resumable, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Checksum, Content-Digest, Repr-Digest, Want-Repr-Digest"
 	corsExposeHeaders = "Upload-Offset, Location, Upload-Length, Tus-Version, Tus-Resumable, Tus-Max-Size, Tus-Extension, Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Incomplete, Upload-Complete, Upload-Draft-Interop-Version, Upload-Limit, Upload-Expires, Tus-Checksum-Algorithm, WWW-Authenticate, Retry-After, Upload-Object-Checksum, Upload-Object-SHA256, Repr-Digest"
 )
 
