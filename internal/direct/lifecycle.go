@@ -304,10 +304,14 @@ func (inv inventory) Remove(ctx context.Context, u expiry.Upload) error {
 	}
 	key := s.o.Prefix + rel
 	_, err := s.o.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(key), UploadId: aws.String(uploadID)})
-	if err != nil && storeerr.HTTPStatus(err) != http.StatusNotFound {
+	switch {
+	case err == nil:
+		s.m.uploads.WithLabelValues("expired").Inc()
+	case storeerr.HTTPStatus(err) != http.StatusNotFound:
 		return fmt.Errorf("aborting the multipart upload of %s: %w", key, err)
 	}
-	s.m.uploads.WithLabelValues("expired").Inc()
+	// Not found: completed (or aborted) meanwhile; its record goes all the
+	// same, and its upload.expired event is dropped (Prepare).
 	return s.deleteRecord(ctx, rel)
 }
 
