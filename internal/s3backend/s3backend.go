@@ -87,6 +87,7 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 	}
 
 	awsCfg.HTTPClient = tuneTransport(awsCfg.HTTPClient)
+	awsCfg.Retryer = retryConflicts(awsCfg.Retryer)
 
 	endpoint := s.Endpoint
 	if endpoint == "" {
