@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash test/tools/deps.sh
 echo "== example pages (esbuild; embedded into the binary the tests build)"
 bash scripts/build-examples.sh
+echo "== example pages' unit tests (node --test)"
+node --test examples/src/common/*.test.mjs
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files -co --exclude-standard '*.go'))

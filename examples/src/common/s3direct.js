@@ -62,6 +62,9 @@ export class S3File {
   }
 
   progress() {
+    // Paused or cancelled: the parts in flight were dropped, and a part
+    // that finishes now would show less than the bar did.
+    if (this.state !== "uploading") return;
     const sent = this.bytesUploaded();
     this.event("progress", { bytesUploaded: sent });
     this.ui.progress(sent, this.file.size);
