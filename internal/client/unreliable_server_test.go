@@ -60,38 +60,23 @@ func TestHeadOffsetBeyondLengthIsNotSuccess(t *testing.T) {
 // The same lie mid-transfer: after a failed PATCH, the HEAD says the
 // server holds more than the upload's length.
 func TestHeadOffsetBeyondLengthAfterFailure(t *testing.T) {
-	f := newFakeTus(t)
-	data := randomBytes(3*MiB, 22)
-	patches := 0
-	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
-		switch r.Method {
-		case http.MethodPatch:
-			patches++
-			if patches == 2 {
-				http.Error(w, "busy", http.StatusServiceUnavailable)
-				return true
-			}
-		case http.MethodHead:
-			w.Header().Set("Upload-Offset", strconv.Itoa(5*MiB))
-			w.Header().Set("Upload-Length", strconv.Itoa(3*MiB))
-			w.WriteHeader(http.StatusOK)
-			return true
-		}
-		return false
-	}
-	c, _ := newTestClient(t, f, nil)
-	res := uploadOne(t, c, writeTemp(t, "lie2.bin", data), nil)
-	if res.Err == nil {
-		t.Fatalf("stored? the server holds %v", f.upload(res.URL))
-	}
+	lyingHeadAfterFailure(t, 22, 5*MiB, 3*MiB)
 }
 
 // After a failure, a HEAD whose Upload-Length differs from the file's size
 // (a different upload, or a server that lost track) must not end the file
 // as stored.
 func TestHeadShorterLengthAfterFailure(t *testing.T) {
+	lyingHeadAfterFailure(t, 23, MiB, MiB)
+}
+
+// lyingHeadAfterFailure uploads a 3 MiB file whose second PATCH fails, to
+// a server whose HEAD then answers offset and length; the upload must not
+// end as stored.
+func lyingHeadAfterFailure(t *testing.T, seed uint64, offset, length int) {
+	t.Helper()
 	f := newFakeTus(t)
-	data := randomBytes(3*MiB, 23)
+	data := randomBytes(3*MiB, seed)
 	patches := 0
 	f.fail = func(w http.ResponseWriter, r *http.Request, _ int) bool {
 		switch r.Method {
@@ -102,15 +87,15 @@ func TestHeadShorterLengthAfterFailure(t *testing.T) {
 				return true
 			}
 		case http.MethodHead:
-			w.Header().Set("Upload-Offset", strconv.Itoa(MiB))
-			w.Header().Set("Upload-Length", strconv.Itoa(MiB))
+			w.Header().Set("Upload-Offset", strconv.Itoa(offset))
+			w.Header().Set("Upload-Length", strconv.Itoa(length))
 			w.WriteHeader(http.StatusOK)
 			return true
 		}
 		return false
 	}
 	c, _ := newTestClient(t, f, nil)
-	res := uploadOne(t, c, writeTemp(t, "lie3.bin", data), nil)
+	res := uploadOne(t, c, writeTemp(t, "lie.bin", data), nil)
 	if res.Err == nil {
 		t.Fatalf("stored? the server holds %v", f.upload(res.URL))
 	}
