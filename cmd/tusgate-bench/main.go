@@ -64,11 +64,14 @@ type Result struct {
 	Errors      int      `json:"errors"` // failed uploads (failed HEADs in head mode)
 	ServerCPU   *float64 `json:"server_cpu_s"`
 	CPUPerGiB   *float64 `json:"cpu_s_per_gib"`
+	ServerSys   *float64 `json:"server_sys_s,omitempty"`  // of ServerCPU, the kernel's (system time); with --pid only
+	SysPerGiB   *float64 `json:"sys_s_per_gib,omitempty"` // ServerSys per GiB
 	PeakRSSMiB  *float64 `json:"peak_rss_mib"`
 	PeakRSSFrom string   `json:"peak_rss_from,omitempty"` // VmHWM or sampled
 	S3CPU       *float64 `json:"s3_cpu_s,omitempty"`
 	S3CPUPerGiB *float64 `json:"s3_cpu_s_per_gib,omitempty"`
 	ClientCPU   float64  `json:"client_cpu_s"`
+	ClientSys   float64  `json:"client_sys_s"`  // of ClientCPU, the kernel's
 	MachineCPU  float64  `json:"machine_cpu_s"` // busy CPU seconds of the whole machine during the run
 	OtherCPU    float64  `json:"other_cpu_s"`   // machine minus server, S3 server and client
 
@@ -236,9 +239,11 @@ func (b *bench) monitors(ctx context.Context) (stop func(res *Result) error, err
 			return nil, err
 		}
 	}
-	clientBefore, machineBefore := selfCPU(), machineCPU()
+	clientBefore, clientSysBefore := selfCPU()
+	machineBefore := machineCPU()
 	return func(res *Result) error {
-		res.ClientCPU = selfCPU() - clientBefore
+		cpu, sys := selfCPU()
+		res.ClientCPU, res.ClientSys = cpu-clientBefore, sys-clientSysBefore
 		machineAfter := machineCPU()
 		gib := float64(res.Bytes) / float64(config.GiB)
 		if server != nil {
@@ -248,9 +253,16 @@ func (b *bench) monitors(ctx context.Context) (stop func(res *Result) error, err
 			}
 			rss := float64(u.PeakRSS) / float64(config.MiB)
 			res.ServerCPU, res.PeakRSSMiB, res.PeakRSSFrom = &u.CPUSeconds, &rss, u.PeakFrom
+			if u.SysSeconds >= 0 {
+				res.ServerSys = &u.SysSeconds
+			}
 			if gib > 0 && res.Mode != "head" {
 				v := u.CPUSeconds / gib
 				res.CPUPerGiB = &v
+				if res.ServerSys != nil {
+					k := *res.ServerSys / gib
+					res.SysPerGiB = &k
+				}
 			}
 		}
 		if s3 != nil {
@@ -451,12 +463,15 @@ func summary(r *Result) string {
 			if r.CPUPerGiB != nil {
 				fmt.Fprintf(&s, " = %.2f s/GiB", *r.CPUPerGiB)
 			}
+			if r.ServerSys != nil {
+				fmt.Fprintf(&s, " (%.2f s in the kernel)", *r.ServerSys)
+			}
 			fmt.Fprintf(&s, ", peak RSS %.0f MiB (%s)", *r.PeakRSSMiB, r.PeakRSSFrom)
 		}
 	}
 	if r.S3CPU != nil {
 		fmt.Fprintf(&s, "; S3 server CPU %.2f s", *r.S3CPU)
 	}
-	fmt.Fprintf(&s, "; client CPU %.2f s; other processes %.2f s", r.ClientCPU, r.OtherCPU)
+	fmt.Fprintf(&s, "; client CPU %.2f s (%.2f s in the kernel); other processes %.2f s", r.ClientCPU, r.ClientSys, r.OtherCPU)
 	return s.String()
 }

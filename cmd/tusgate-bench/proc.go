@@ -25,6 +25,7 @@ const clockTicks = 100
 // ResourceSample is one reading of a process's resource use.
 type ResourceSample struct {
 	CPU float64 // user + system CPU seconds since the process started
+	Sys float64 // of CPU, the system (kernel) seconds; negative if the source cannot tell
 	RSS int64   // resident set size now, bytes
 	HWM int64   // peak resident set size since start or the last reset, bytes; 0 if unknown
 }
@@ -63,7 +64,7 @@ func (p ProcSource) Sample(context.Context) (ResourceSample, error) {
 	if err != nil {
 		return ResourceSample{}, err
 	}
-	ticks, err := parseProcStat(stat)
+	user, sys, err := parseProcStat(stat)
 	if err != nil {
 		return ResourceSample{}, fmt.Errorf("%s: %w", p.path("stat"), err)
 	}
@@ -75,7 +76,7 @@ func (p ProcSource) Sample(context.Context) (ResourceSample, error) {
 	if err != nil {
 		return ResourceSample{}, fmt.Errorf("%s: %w", p.path("status"), err)
 	}
-	return ResourceSample{CPU: float64(ticks) / clockTicks, RSS: rss, HWM: hwm}, nil
+	return ResourceSample{CPU: float64(user+sys) / clockTicks, Sys: float64(sys) / clockTicks, RSS: rss, HWM: hwm}, nil
 }
 
 // ResetPeak implements ResourceSource: writing 5 to /proc/PID/clear_refs
@@ -85,29 +86,27 @@ func (p ProcSource) ResetPeak() error {
 	return os.WriteFile(p.path("clear_refs"), []byte("5"), 0)
 }
 
-// parseProcStat returns utime + stime, in clock ticks, from the contents of
-// /proc/PID/stat. The command name (field 2) is in parentheses and may
+// parseProcStat returns utime and stime, in clock ticks, from the contents
+// of /proc/PID/stat. The command name (field 2) is in parentheses and may
 // itself contain spaces and parentheses, so fields are counted from the
 // last ')'.
-func parseProcStat(data []byte) (uint64, error) {
+func parseProcStat(data []byte) (user, sys uint64, err error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, errors.New("no command name in stat")
+		return 0, 0, errors.New("no command name in stat")
 	}
 	// After the name: state(3) ppid(4) … utime(14) stime(15).
 	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("stat has %d fields after the command name, want at least 13", len(f))
+		return 0, 0, fmt.Errorf("stat has %d fields after the command name, want at least 13", len(f))
 	}
-	utime, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("utime: %w", err)
+	if user, err = strconv.ParseUint(f[11], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("utime: %w", err)
 	}
-	stime, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stime: %w", err)
+	if sys, err = strconv.ParseUint(f[12], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("stime: %w", err)
 	}
-	return utime + stime, nil
+	return user, sys, nil
 }
 
 // parseProcStatus returns VmRSS and VmHWM, in bytes, from the contents of
@@ -171,7 +170,7 @@ func (m MetricsSource) Sample(ctx context.Context) (ResourceSample, error) {
 	if err != nil {
 		return ResourceSample{}, fmt.Errorf("%s: %w", m.URL, err)
 	}
-	return ResourceSample{CPU: v["process_cpu_seconds_total"], RSS: int64(v["process_resident_memory_bytes"])}, nil
+	return ResourceSample{CPU: v["process_cpu_seconds_total"], Sys: -1, RSS: int64(v["process_resident_memory_bytes"])}, nil
 }
 
 // ResetPeak implements ResourceSource; a metrics endpoint has no peak.
@@ -261,8 +260,9 @@ func (m *Monitor) poll(ctx context.Context, interval time.Duration) {
 // Usage is what a Monitor measured.
 type Usage struct {
 	CPUSeconds float64
-	PeakRSS    int64  // bytes
-	PeakFrom   string // "VmHWM" (exact) or "sampled" (largest RSS seen by polling)
+	SysSeconds float64 // of CPUSeconds, those in the kernel; negative if unknown
+	PeakRSS    int64   // bytes
+	PeakFrom   string  // "VmHWM" (exact) or "sampled" (largest RSS seen by polling)
 }
 
 // Stop takes the last sample and returns the usage over the run.
@@ -273,21 +273,25 @@ func (m *Monitor) Stop(ctx context.Context) (Usage, error) {
 	if err != nil {
 		return Usage{}, fmt.Errorf("sampling %s: %w", m.src.Describe(), err)
 	}
-	u := Usage{CPUSeconds: s.CPU - m.before.CPU, PeakRSS: max(m.max, s.RSS), PeakFrom: "sampled"}
+	u := Usage{CPUSeconds: s.CPU - m.before.CPU, SysSeconds: -1, PeakRSS: max(m.max, s.RSS), PeakFrom: "sampled"}
+	if s.Sys >= 0 && m.before.Sys >= 0 {
+		u.SysSeconds = s.Sys - m.before.Sys
+	}
 	if m.peakReset && s.HWM > 0 {
 		u.PeakRSS, u.PeakFrom = max(u.PeakRSS, s.HWM), "VmHWM"
 	}
 	return u, nil
 }
 
-// selfCPU returns the CPU seconds (user + system) this process has used.
-func selfCPU() float64 {
+// selfCPU returns the CPU seconds this process has used (user + system),
+// and of those the system (kernel) seconds.
+func selfCPU() (cpu, sys float64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
+	return tv(ru.Utime) + tv(ru.Stime), tv(ru.Stime)
 }
 
 // parseMachineCPU returns the busy CPU seconds of all CPUs together (user,

@@ -16,12 +16,12 @@ import (
 func TestParseProcStat(t *testing.T) {
 	// A command name with spaces and parentheses; utime 1234, stime 56.
 	stat := "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 1203 0 0 0 1234 56 0 0 20 0 9 0 12345 1234567 890 18446744073709551615\n"
-	got, err := parseProcStat([]byte(stat))
-	if err != nil || got != 1290 {
-		t.Fatalf("parseProcStat = %d, %v; want 1290", got, err)
+	user, sys, err := parseProcStat([]byte(stat))
+	if err != nil || user != 1234 || sys != 56 {
+		t.Fatalf("parseProcStat = %d, %d, %v; want 1234, 56", user, sys, err)
 	}
-	for _, bad := range []string{"", "4242 prog S 1", "4242 (p) S 1 2 3", "4242 (p) S 1 2 3 4 5 6 7 8 9 10 x 0"} {
-		if _, err := parseProcStat([]byte(bad)); err == nil {
+	for _, bad := range []string{"", "4242 prog S 1", "4242 (p) S 1 2 3", "4242 (p) S 1 2 3 4 5 6 7 8 9 10 x 0", "4242 (p) S 1 2 3 4 5 6 7 8 9 10 0 x"} {
+		if _, _, err := parseProcStat([]byte(bad)); err == nil {
 			t.Errorf("parseProcStat(%q) succeeded", bad)
 		}
 	}
@@ -70,8 +70,8 @@ func TestProcSourceFakeRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.CPU != 3 || s.RSS != 100<<20 || s.HWM != 200<<20 {
-		t.Errorf("Sample = %+v, want 3 s CPU, 100 MiB RSS, 200 MiB HWM", s)
+	if s.CPU != 3 || s.Sys != 0.5 || s.RSS != 100<<20 || s.HWM != 200<<20 {
+		t.Errorf("Sample = %+v, want 3 s CPU (0.5 s in the kernel), 100 MiB RSS, 200 MiB HWM", s)
 	}
 	if err := src.ResetPeak(); err != nil {
 		t.Fatal(err)
@@ -155,8 +155,8 @@ func TestMetricsSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.CPUSeconds != 0.5 || u.PeakRSS != 1<<20 || u.PeakFrom != "sampled" {
-		t.Errorf("usage = %+v, want 0.5 s, 1 MiB, sampled", u)
+	if u.CPUSeconds != 0.5 || u.SysSeconds >= 0 || u.PeakRSS != 1<<20 || u.PeakFrom != "sampled" {
+		t.Errorf("usage = %+v, want 0.5 s (kernel share unknown: negative), 1 MiB, sampled", u)
 	}
 }
 

@@ -143,6 +143,7 @@ var (
 	p50       = always(func(r *Result) float64 { return r.P50ms })
 	p99       = always(func(r *Result) float64 { return r.P99ms })
 	cpuPerGiB = optional(func(r *Result) *float64 { return r.CPUPerGiB })
+	sysPerGiB = optional(func(r *Result) *float64 { return r.SysPerGiB })
 	cpuPerUp  = func(r *Result) (float64, bool) {
 		if r.ServerCPU == nil || r.Uploads == r.Errors {
 			return 0, false
@@ -198,14 +199,14 @@ func renderReport(results []Result, subject string) string {
 
 	var b strings.Builder
 	if len(uploads) > 0 {
-		b.WriteString("| scenario | target | runs | MB/s (min–max) | uploads/s | p50 ms | p99 ms | server CPU s/GiB | server CPU ms/upload | server peak RSS MiB | S3 server CPU s/GiB | other CPU s | failed uploads |\n")
-		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("| scenario | target | runs | MB/s (min–max) | uploads/s | p50 ms | p99 ms | server CPU s/GiB | of which kernel s/GiB | server CPU ms/upload | server peak RSS MiB | S3 server CPU s/GiB | other CPU s | failed uploads |\n")
+		b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, g := range uploads {
 			m, _ := g.pick(mbps)
 			lo, hi := g.spread(func(r *Result) float64 { return r.MBPerS })
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%.1f–%.1f) | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
+			fmt.Fprintf(&b, "| %s | %s | %d | %.1f (%.1f–%.1f) | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n",
 				g.scenario, g.label, len(g.runs), m, lo, hi, num(g.pick(uploadsPS)), ms(g.pick(p50)), ms(g.pick(p99)),
-				num(g.pick(cpuPerGiB)), num(g.pick(cpuPerUp)), num(g.pick(peakRSS)), num(g.pick(s3PerGiB)), num(g.pick(otherCPU)), g.errors())
+				num(g.pick(cpuPerGiB)), num(g.pick(sysPerGiB)), num(g.pick(cpuPerUp)), num(g.pick(peakRSS)), num(g.pick(s3PerGiB)), num(g.pick(otherCPU)), g.errors())
 		}
 	}
 	if len(heads) > 0 {

@@ -25,7 +25,7 @@ func TestReport(t *testing.T) {
 		add(Result{Label: "tusgate", Scenario: "1x1GiB c1", Mode: "tus", MBPerS: v, P99ms: 2000, CPUPerGiB: f64(3 + float64(i)), PeakRSSMiB: f64(50)})
 		add(Result{Label: "s3-direct", Scenario: "1x1GiB c1", Mode: "s3-direct", MBPerS: 400, P99ms: 500, Errors: i})
 	}
-	add(Result{Label: "tusgate", Scenario: "500x64KiB", Mode: "tus", Uploads: 500, Errors: 100, MBPerS: 5, ServerCPU: f64(2), CPUPerGiB: f64(80), PeakRSSMiB: f64(30), MachineCPU: 10, OtherCPU: 2})
+	add(Result{Label: "tusgate", Scenario: "500x64KiB", Mode: "tus", Uploads: 500, Errors: 100, MBPerS: 5, ServerCPU: f64(2), CPUPerGiB: f64(80), SysPerGiB: f64(50), PeakRSSMiB: f64(30), MachineCPU: 10, OtherCPU: 2})
 	add(Result{Label: "tusgate", Scenario: "HEAD, 2000 parts of 5MiB", Mode: "head", P50ms: 20, P99ms: 40, RequestsPerS: 50, ServerCPU: f64(1), ServerCPUms: 2, PeakRSSMiB: f64(60)})
 	add(Result{Label: "tusd", Scenario: "HEAD, 2000 parts of 5MiB", Mode: "head", P50ms: 10, P99ms: 20, RequestsPerS: 100, ServerCPU: f64(1), ServerCPUms: 1, PeakRSSMiB: f64(60)})
 	path := filepath.Join(t.TempDir(), "r.jsonl")
@@ -44,7 +44,7 @@ func TestReport(t *testing.T) {
 		// Per round: CPU 3/2, 4/2, 5/2; MB/s 100/200, 120/240, 110/220.
 		"| 1x1GiB c1 | tusgate/tusd | 0.50× (0.50–0.50) | 2.00× (2.00–2.00) | 2.00× (1.50–2.50) | 0.50× (0.50–0.50) |",
 		"| 1x1GiB c1 | tusgate/s3-direct | 0.28× (0.25–0.30) | – | – | – |",
-		"| 500x64KiB | tusgate | 1 | 5.0 (5.0–5.0) | 0.00 | 0.000 | 0.000 | 80.0 | 5.00 | 30.0 | – | 2.00 | 100 |",
+		"| 500x64KiB | tusgate | 1 | 5.0 (5.0–5.0) | 0.00 | 0.000 | 0.000 | 80.0 | 50.0 | 5.00 | 30.0 | – | 2.00 | 100 |",
 		"| HEAD, 2000 parts of 5MiB | tusgate | 1 | 20.0 | 40.0 | 50.0 | 2.00 | 0 |",
 		"| HEAD, 2000 parts of 5MiB | tusgate/tusd | – | 2.00× | – | 1.00× |",
 	} {
@@ -53,7 +53,7 @@ func TestReport(t *testing.T) {
 		}
 	}
 	// Failed uploads are summed over the runs: 0 + 1 + 2.
-	if !strings.Contains(got, "| – | – | 0.00 | 3 |\n") {
+	if !strings.Contains(got, "| – | – | – | 0.00 | 3 |\n") {
 		t.Errorf("s3-direct row does not sum the failures:\n%s", got)
 	}
 	if !strings.Contains(got, "Disturbed runs (other processes and the kernel used over 10 % of the machine's busy CPU): 500x64KiB / tusgate: 1 of 1.\n") {
@@ -69,5 +69,20 @@ func TestReport(t *testing.T) {
 	}
 	if _, err := readResults(strings.NewReader("{not json\n")); err == nil {
 		t.Error("bad JSON accepted")
+	}
+}
+
+func TestSummaryShowsKernelShares(t *testing.T) {
+	r := Result{Label: "tusgate", Uploads: 1, Bytes: 1 << 30, Seconds: 2, MBPerS: 536.9, ServerCPU: f64(1.2), CPUPerGiB: f64(1.2),
+		ServerSys: f64(0.6), PeakRSSMiB: f64(70), PeakRSSFrom: "VmHWM", ClientCPU: 0.3, ClientSys: 0.2}
+	got := summary(&r)
+	for _, want := range []string{"server CPU 1.20 s = 1.20 s/GiB (0.60 s in the kernel), peak RSS 70 MiB", "client CPU 0.30 s (0.20 s in the kernel)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q: %s", want, got)
+		}
+	}
+	r.ServerSys = nil // --metrics cannot tell
+	if got := summary(&r); strings.Contains(got, "s in the kernel), peak") {
+		t.Errorf("summary shows a kernel share it does not know: %s", got)
 	}
 }
