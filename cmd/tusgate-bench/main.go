@@ -460,11 +460,11 @@ func summary(r *Result) string {
 			r.Uploads-r.Errors, r.Uploads, float64(r.Bytes)/1e6, r.Seconds, r.MBPerS, r.UploadsPerS, r.P50ms, r.P99ms, r.Errors)
 		if r.ServerCPU != nil {
 			fmt.Fprintf(&s, "; server CPU %.2f s", *r.ServerCPU)
-			if r.CPUPerGiB != nil {
-				fmt.Fprintf(&s, " = %.2f s/GiB", *r.CPUPerGiB)
-			}
 			if r.ServerSys != nil {
 				fmt.Fprintf(&s, " (%.2f s in the kernel)", *r.ServerSys)
+			}
+			if r.CPUPerGiB != nil {
+				fmt.Fprintf(&s, " = %.2f s/GiB", *r.CPUPerGiB)
 			}
 			fmt.Fprintf(&s, ", peak RSS %.0f MiB (%s)", *r.PeakRSSMiB, r.PeakRSSFrom)
 		}

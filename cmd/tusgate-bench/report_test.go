@@ -76,13 +76,13 @@ func TestSummaryShowsKernelShares(t *testing.T) {
 	r := Result{Label: "tusgate", Uploads: 1, Bytes: 1 << 30, Seconds: 2, MBPerS: 536.9, ServerCPU: f64(1.2), CPUPerGiB: f64(1.2),
 		ServerSys: f64(0.6), PeakRSSMiB: f64(70), PeakRSSFrom: "VmHWM", ClientCPU: 0.3, ClientSys: 0.2}
 	got := summary(&r)
-	for _, want := range []string{"server CPU 1.20 s = 1.20 s/GiB (0.60 s in the kernel), peak RSS 70 MiB", "client CPU 0.30 s (0.20 s in the kernel)"} {
+	for _, want := range []string{"server CPU 1.20 s (0.60 s in the kernel) = 1.20 s/GiB, peak RSS 70 MiB", "client CPU 0.30 s (0.20 s in the kernel)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q: %s", want, got)
 		}
 	}
 	r.ServerSys = nil // --metrics cannot tell
-	if got := summary(&r); strings.Contains(got, "s in the kernel), peak") {
+	if got := summary(&r); strings.Contains(got, "s in the kernel) =") {
 		t.Errorf("summary shows a kernel share it does not know: %s", got)
 	}
 }
