@@ -147,12 +147,17 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 
 // idleConnsPerHost is how many idle connections to S3 the client keeps. The
 // SDK's default, 10, is fewer than the requests a busy gateway has in
-// flight (every upload sends up to --s3-parallel-parts parts at once, and
-// small uploads make several requests each): every connection beyond it was
-// closed after its request, and a later request paid for a new TLS
-// handshake, in the gateway and in S3. In the 64 KiB benchmark tusgate
-// opened 935 connections where tusd opened 237.
-const idleConnsPerHost = 128
+// flight (every upload streams its PATCH over a connection of its own and
+// sends up to --s3-parallel-parts parts at once, and small uploads make
+// several requests each): every connection beyond it was closed after its
+// request, and a later request paid for a new TLS handshake, in the
+// gateway and in S3. In the 64 KiB benchmark tusgate opened 935 connections
+// where tusd opened 237; with 128 kept, 256 uploads at once still spent a
+// tenth of tusgate's CPU on handshakes. An idle connection holds a file
+// descriptor and its buffers (tens of KiB) until the transport's idle
+// timeout (90 s) or S3 closes it; it was in use just before, so it adds
+// nothing to the peak.
+const idleConnsPerHost = 512
 
 // tuneTransport adapts the SDK's HTTP client to a gateway: its HTTPS
 // connections send each chunk of a request body in one system call rather

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -342,5 +343,39 @@ func TestReadFromStopsAtTheLimit(t *testing.T) {
 	}
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("the connection carried %d bytes (SHA-256 %s), want the %d of the limit and then the next request", len(b), sum(b), limit)
+	}
+}
+
+// A new connection resumes the TLS session of an earlier one, so that it
+// skips the server's certificate (its signature and the client's check of
+// the chain): a gateway opens many connections to S3 when uploads come in
+// bursts.
+func TestNewConnectionsResumeSessions(t *testing.T) {
+	var resumed []bool
+	var mu sync.Mutex
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		resumed = append(resumed, r.TLS.DidResume)
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	var writes atomic.Int64
+	tr := &http.Transport{DialTLSContext: dialerFor(srv, &writes).DialTLSContext}
+	client := &http.Client{Transport: tr}
+	for range 3 {
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections() // the next request dials anew
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []bool{false, true, true}; !slices.Equal(resumed, want) {
+		t.Errorf("sessions resumed: %v, want %v", resumed, want)
 	}
 }
