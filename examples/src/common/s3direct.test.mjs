@@ -49,9 +49,13 @@ globalThis.fetch = async (path, { method }) => {
   return { status: 200, ok: true, json: async () => data };
 };
 
+// until waits for cond, up to 10 s: the page hashes each part
+// (crypto.subtle.digest) on Node's thread pool, which a busy machine
+// delays by more than any fixed number of event-loop turns.
 async function until(cond) {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  assert.ok(cond(), "timed out");
+  const deadline = Date.now() + 10_000;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  assert.ok(cond(), "timed out after 10 s");
 }
 
 // A part finishing while the upload is cancelled must not show less
