@@ -154,9 +154,8 @@ func New(ctx context.Context, o Options) (*Backend, error) {
 // gateway and in S3. In the 64 KiB benchmark tusgate opened 935 connections
 // where tusd opened 237; with 128 kept, 256 uploads at once still spent a
 // tenth of tusgate's CPU on handshakes. An idle connection holds a file
-// descriptor and its buffers (tens of KiB) until the transport's idle
-// timeout (90 s) or S3 closes it; it was in use just before, so it adds
-// nothing to the peak.
+// descriptor and its buffers (tens of KiB: up to about 30 MiB for 512)
+// until the transport's idle timeout (90 s) or S3 closes it.
 const idleConnsPerHost = 512
 
 // tuneTransport adapts the SDK's HTTP client to a gateway: its HTTPS
