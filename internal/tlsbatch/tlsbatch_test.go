@@ -347,9 +347,9 @@ func TestReadFromStopsAtTheLimit(t *testing.T) {
 }
 
 // A new connection resumes the TLS session of an earlier one, so that it
-// skips the server's certificate (its signature and the client's check of
-// the chain): a gateway opens many connections to S3 when uploads come in
-// bursts.
+// skips the certificate's signatures (the server's, and the client's check
+// of the chain's): a gateway opens many connections to S3 when uploads
+// come in bursts.
 func TestNewConnectionsResumeSessions(t *testing.T) {
 	var resumed []bool
 	var mu sync.Mutex
