@@ -76,6 +76,17 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "sign", errorf(http.StatusRequestEntityTooLarge, "ERR_MAX_SIZE_EXCEEDED", "a part of %d bytes exceeds this upload's limit of %d bytes", size, l))
 		return
 	}
+	if d := u.rec.Size; s.o.Limits.Bytes > 0 && d >= 0 {
+		bound, ok := partBound(d, pn)
+		if !ok {
+			s.fail(w, r, "sign", errorf(http.StatusBadRequest, "ERR_INVALID_PART_NUMBER", "an upload of %d bytes has at most %d parts (every part but the last holds at least %d bytes)", d, mostParts(d), int64(MinPartSize)))
+			return
+		}
+		if size > bound {
+			s.fail(w, r, "sign", errorf(http.StatusRequestEntityTooLarge, "ERR_PART_TOO_LARGE", "part %d of an upload of %d bytes may hold at most %d bytes under this server's byte quota (the upload's size over the part number); cut the file into parts of equal size", pn, d, bound))
+			return
+		}
+	}
 	in := &s3.UploadPartInput{Bucket: aws.String(s.o.Bucket), Key: aws.String(u.key), UploadId: aws.String(u.rec.UploadID), PartNumber: aws.Int32(int32(pn))}
 	if size >= 0 {
 		in.ContentLength = aws.Int64(size)
@@ -93,6 +104,26 @@ func (s *Service) signPart(w http.ResponseWriter, r *http.Request) {
 	s.m.signed.WithLabelValues("part").Inc()
 	writeJSON(w, http.StatusOK, signature{URL: signed.URL, Expires: int64(s.o.URLExpiry / time.Second), Headers: browserHeaders(signed)})
 }
+
+// partBound is the most bytes part pn of an upload of d declared bytes
+// may hold under a byte quota, and false if the upload cannot have a part
+// pn. A URL that binds its size bounds one part, but S3 keeps one part per
+// part number until completion, so URLs of d bytes for every part number
+// let S3 hold 10,000 times d past the quota until the janitor aborts the
+// upload. Every part but the last holds at least MinPartSize, so an upload
+// has at most ceil(d / MinPartSize) parts (one if d is 0); and in every cut
+// into parts of equal size (the last smaller), part n holds at most d/n
+// bytes. All part numbers together then bind at most d·(1 + 1/2 + … + 1/N),
+// under d·(ln N + 1): less than 10 times d.
+func partBound(d int64, pn int) (int64, bool) {
+	if int64(pn) > mostParts(d) {
+		return 0, false
+	}
+	return d / int64(pn), true
+}
+
+// mostParts is how many parts an upload of d bytes can have.
+func mostParts(d int64) int64 { return max(1, (d+MinPartSize-1)/MinPartSize) }
 
 // errSizeRequired refuses an unsized part URL under --quota-bytes: S3
 // would take up to MaxPartSize for it, past the quota, until completion

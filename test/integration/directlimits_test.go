@@ -245,3 +245,37 @@ func TestDirectCompleteAnswerLost(t *testing.T) {
 		t.Fatalf("complete of a cancelled upload: %d %s, want 404", r.Status, r.Body)
 	}
 }
+
+// Under --quota-bytes the sizes of an upload's part URLs are bounded in
+// total, not only one by one: part n of an upload of d bytes may hold at
+// most d/n bytes (every cut into parts of equal size fits), and an upload
+// has at most as many parts as d holds minimum parts. Before, 10,000 URLs
+// of the declared size each let S3 hold 10,000 times the quota until the
+// janitor came.
+func TestDirectQuotaBoundsPartURLsInTotal(t *testing.T) {
+	d := startDirect(t, s3Backend(t), "--quota-bytes", "64MiB")
+	alice := d.user(t, "alice")
+	c := alice.create(t, map[string]any{"filename": "a", "size": 12 * MiB})
+	if r := alice.call(t, "GET", partPath(c, 2, 6*MiB+1), nil, nil); r.Status != http.StatusRequestEntityTooLarge || !strings.Contains(r.Body, "ERR_PART_TOO_LARGE") {
+		t.Errorf("part 2 of 6 MiB + 1 of a 12 MiB upload: %d %s; want 413 ERR_PART_TOO_LARGE", r.Status, r.Body)
+	}
+	if r := alice.call(t, "GET", partPath(c, 4, 1), nil, nil); r.Status != http.StatusBadRequest || !strings.Contains(r.Body, "ERR_INVALID_PART_NUMBER") {
+		t.Errorf("part 4 of a 12 MiB upload (3 parts at most): %d %s; want 400 ERR_INVALID_PART_NUMBER", r.Status, r.Body)
+	}
+	for pn, size := range map[int]int64{1: 12 * MiB, 2: 6 * MiB, 3: 4 * MiB} {
+		if r := alice.call(t, "GET", partPath(c, pn, size), nil, nil); r.Status != http.StatusOK {
+			t.Errorf("part %d of %d bytes: %d %s", pn, size, r.Status, r.Body)
+		}
+	}
+	// Parts of equal size, the last smaller, go through.
+	data, sum := payload(12*MiB, 97)
+	e1 := alice.uploadPart(t, c, 1, data[:5*MiB], true)
+	e2 := alice.uploadPart(t, c, 2, data[5*MiB:10*MiB], true)
+	e3 := alice.uploadPart(t, c, 3, data[10*MiB:], true)
+	if r := alice.complete(t, c, []completedPart{{1, e1}, {2, e2}, {3, e3}}); r.Status != http.StatusOK {
+		t.Fatalf("complete: %d %s", r.Status, r.Body)
+	}
+	if got, _ := d.b.s3.ObjectSHA256(t, testBucket, c.Key); got != sum {
+		t.Fatal("object differs")
+	}
+}
